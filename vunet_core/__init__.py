@@ -1,0 +1,33 @@
+"""vunet_core: a faithful PyTorch Variational U-Net (Esser et al., CVPR 2018).
+
+Plain PyTorch: configuration, model, losses, data, per-epoch training and
+evaluation. Never imports ray, optuna or mlflow; the `sweeps` package uses only
+what is exported here.
+"""
+
+from vunet_core.config import (
+    Config,
+    ConfigError,
+    config_from_tree,
+    config_to_tree,
+    flat_config,
+    known_paths,
+    render_config,
+    resolve_config,
+)
+from vunet_core.paths import PathsError, flatten, parse_overrides, unflatten
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "PathsError",
+    "config_from_tree",
+    "config_to_tree",
+    "flat_config",
+    "flatten",
+    "known_paths",
+    "parse_overrides",
+    "render_config",
+    "resolve_config",
+    "unflatten",
+]

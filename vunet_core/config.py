@@ -1,0 +1,392 @@
+"""Typed configuration of a VUNet training: defaults, validation, tree <-> dataclass.
+
+Defaults live here once, in frozen dataclasses (one per concern). Every field has a
+type, a default and a one-line doc (``metadata["doc"]``); range and choice limits sit
+beside the field (``metadata["min"]``, ``"max"``, ``"choices"``) so validation is in
+one place (:func:`validate`). YAML files and command-line overrides hold only
+deviations; :func:`config_from_tree` turns a nested dict into a :class:`Config` and
+reports unknown paths (with the closest known path) and bad values as
+:class:`ConfigError` naming the ``/``-path.
+
+The embedded defaults are the CPU recipe the default sweep runs: the original
+(CompVis/vunet) architecture, optimizer and schedules at 64 px with the DeepFashion
+factors (box 2, bottleneck 2, spec §3.3), on generated people. The original
+objective is ``5 * perceptual + w_KL * KL``; its VGG19 weights cannot ship with the
+project, so by default the perceptual weight is 0 and ``color_L1`` carries the
+reference's pixel tap instead (5.0 * 127.5 = 637.5 on [-1, 1] images, spec §6.2).
+Set ``losses/perceptual/weight 5``, ``losses/perceptual/vgg_weights FILE`` and
+``losses/color_L1/weight 0`` for the full original objective (``configs/gpu_128.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from vunet_core.paths import flatten, unflatten
+
+LOSS_TERMS = ("color_L1", "color_L2", "color_gradient", "KL", "perceptual")
+NUM_VGG_TAPS = 6
+
+
+class ConfigError(ValueError):
+    """A user-fixable configuration problem; the message names the path."""
+
+
+def _f(default: Any, doc: str, **limits: Any) -> Any:
+    """A dataclass field with a doc line and optional min/max/choices limits."""
+    meta = {"doc": doc, **limits}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    spatial_size: int = _f(64, "image side S in pixels (power of 2, >= 16)", min=16)
+    box_factor: int = _f(2, "crop side is S / 2**box_factor (64 px: 2 = DeepFashion, 1 = Market)", min=0)
+    bottleneck_factor: int = _f(2, "encoders end at side 2**bottleneck_factor (spec §3)", min=0)
+    base_channels: int = _f(32, "width of the first scale (original: 32)", min=1)
+    max_channels: int = _f(128, "width cap, also the latent channels (original: 128)", min=1)
+    drop_prob: float = _f(0.1, "dropout inside residual blocks during training", min=0.0, max=0.99)
+    appearance_input: str = _f("crops", "what F_phi sees: the 8 part crops or the whole image", choices=("crops", "image"))
+    posterior_feedback: str = _f("sample", "what feeds the next posterior scale (spec §4)", choices=("sample", "mean"))
+    temperature: float = _f(1.0, "prior sampling temperature in sample mode", min=0.0)
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    num_identities: int = _f(48, "number of generated people", min=2)
+    poses_per_identity: int = _f(12, "images per person, each in another pose", min=2)
+    val_identities: int = _f(8, "people held out for validation (never seen in training)", min=1)
+    seed: int = _f(0, "generator seed; same seed, same bytes")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = _f("", "dataset directory (index.json or index.p); empty = generated people under cache_dir")
+    cache_dir: str = _f(".vunet_cache", "where generated data and preprocessed tensors are kept")
+    allow_pickle: bool = _f(False, "allow reading the original index.p (a pickle runs code when loaded)")
+    non_square: str = _f("pad", "non-square images: pad to a square (replicate border) or stretch", choices=("pad", "stretch"))
+    person_id_from: str = _f("index", "person ids: from the index, else from each image's parent folder", choices=("index", "parent_folder"))
+    train_pairing: str = _f("same_image", "training appearance: the same image (original) or another image of the same person", choices=("same_image", "same_person"))
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig, metadata={"doc": "generated people"})
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    weight: float = _f(0.0, "constant weight, used when no ramp is set", min=0.0)
+    start_ramp_it: int | None = _f(None, "step where the ramp starts (all four ramp keys set = ramped)", min=0)
+    end_ramp_it: int | None = _f(None, "step where the ramp ends; <= start_ramp_it is a step at start_ramp_it", min=0)
+    start_ramp_val: float | None = _f(None, "weight before start_ramp_it", min=0.0)
+    end_ramp_val: float | None = _f(None, "weight after end_ramp_it", min=0.0)
+    ramp_shape: str = _f("linear", "interpolation inside the ramp", choices=("linear", "log"))
+
+    @property
+    def ramped(self) -> bool:
+        return self.start_ramp_it is not None
+
+
+@dataclass(frozen=True)
+class PerceptualTerm(LossTerm):
+    vgg_weights: str = _f("", "VGG19 state dict file (torchvision layout, Caffe ILSVRC weights); never downloaded")
+    feature_weights: list[float] = _f([1.0] * NUM_VGG_TAPS, "weights of input, relu1_2 ... relu5_2")
+    gram_weights: list[float] = _f([0.0] * NUM_VGG_TAPS, "Gram-matrix weights per tap (0 = off)")
+
+
+@dataclass(frozen=True)
+class LossesConfig:
+    color_L1: LossTerm = field(default_factory=lambda: LossTerm(weight=637.5), metadata={"doc": "mean |x_hat - x|"})
+    color_L2: LossTerm = field(default_factory=LossTerm, metadata={"doc": "mean (x_hat - x)^2"})
+    color_gradient: LossTerm = field(default_factory=LossTerm, metadata={"doc": "image-gradient magnitude L1"})
+    KL: LossTerm = field(
+        default_factory=lambda: LossTerm(
+            weight=1.0, start_ramp_it=50000, end_ramp_it=75000, start_ramp_val=1e-6, end_ramp_val=1.0
+        ),
+        metadata={"doc": "KL(q || p) of the unit-variance latents"},
+    )
+    perceptual: PerceptualTerm = field(default_factory=PerceptualTerm, metadata={"doc": "VGG19 feature loss"})
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    lr: float = _f(1e-3, "Adam learning rate before the decay", min=0.0)
+    lr_decay_begin: int = _f(1000, "step where the linear LR decay starts", min=0)
+    lr_decay_end: int = _f(100000, "step where the LR reaches lr_end", min=0)
+    lr_end: float = _f(0.0, "LR after lr_decay_end", min=0.0)
+    beta1: float = _f(0.5, "Adam beta1", min=0.0, max=0.999999)
+    beta2: float = _f(0.9, "Adam beta2", min=0.0, max=0.999999)
+    eps: float = _f(1e-8, "Adam epsilon", min=0.0)
+    grad_clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = off, as the original)", min=0.0)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    name: str = _f("vunet", "run name, part of the run directory")
+    num_epochs: int = _f(5, "epochs to train", min=1)
+    steps_per_epoch: int = _f(0, "optimizer steps per epoch (0 = one pass over the train split)", min=0)
+    batch_size: int = _f(8, "training batch size", min=1)
+    val_batch_size: int = _f(16, "validation batch size", min=1)
+    init_batches: int = _f(4, "batches for data-dependent init (init_batches * batch_size images)", min=1)
+    seed: int = _f(0, "seed of weights, sampling and data order")
+    device: str = _f("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
+    bf16: bool = _f(False, "bf16 autocast on CUDA")
+    channels_last: bool = _f(False, "channels_last memory format")
+    num_threads: int = _f(0, "torch CPU threads (0 = torch default)", min=0)
+    progress: bool = _f(True, "show a progress bar")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every_n_epochs: int = _f(1, "write eval outputs every N epochs (0 = last epoch only)", min=0)
+    max_examples: int = _f(0, "limit eval outputs to the first N validation pairs (0 = all)", min=0)
+    num_grid_examples: int = _f(6, "rows of the per-epoch sample grid", min=1)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "architecture"})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "dataset and pairing"})
+    losses: LossesConfig = field(default_factory=LossesConfig, metadata={"doc": "loss terms and weights"})
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"doc": "Adam and LR schedule"})
+    training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"doc": "training loop"})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "evaluation outputs"})
+
+
+# --------------------------------------------------------------------------- tree <-> dataclass
+
+
+def config_to_tree(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (YAML-ready) of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def known_paths(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every leaf `/`-path of a config class, in declaration order."""
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        sub = _dataclass_type(cls, f)
+        out.extend(known_paths(sub, path + "/") if sub else [path])
+    return out
+
+
+def _dataclass_type(cls: type, f: dataclasses.Field[Any]) -> type | None:
+    hint = typing.get_type_hints(cls)[f.name]
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def closest_path(path: str) -> str | None:
+    """The known path most similar to `path`, if any is reasonably close."""
+    candidates = known_paths()
+    match = difflib.get_close_matches(path, candidates, n=1, cutoff=0.6)
+    if match:
+        return match[0]
+    leaf = path.rsplit("/", 1)[-1]
+    by_leaf = difflib.get_close_matches(leaf, [c.rsplit("/", 1)[-1] for c in candidates], n=1, cutoff=0.8)
+    return next((c for c in candidates if by_leaf and c.endswith("/" + by_leaf[0])), None)
+
+
+def unknown_path_error(path: str) -> ConfigError:
+    hint = closest_path(path)
+    suffix = f"; did you mean {hint}?" if hint else ""
+    return ConfigError(f"unknown config path {path}{suffix}")
+
+
+def config_from_tree(tree: dict[str, Any] | None) -> Config:
+    """Build and validate a Config from a (partial) nested dict over the defaults."""
+    cfg = _build(Config, tree or {}, "")
+    validate(cfg)
+    return cfg
+
+
+def _build(cls: type, tree: Any, prefix: str) -> Any:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{prefix.rstrip('/') or 'config'}: expected a mapping, got {tree!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in tree:
+        if key not in fields:
+            raise unknown_path_error(f"{prefix}{key}")
+    default = cls()
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        path = f"{prefix}{name}"
+        sub = _dataclass_type(cls, f)
+        if name not in tree:
+            continue
+        if sub is not None:
+            base = config_to_tree(getattr(default, name))
+            if issubclass(sub, LossTerm) and isinstance(tree[name], dict):
+                base = _constant_if_weight_only(base, tree[name])
+            kwargs[name] = _build(sub, _deep_merge(base, tree[name], path), path + "/")
+        else:
+            kwargs[name] = _coerce(path, tree[name], typing.get_type_hints(cls)[name], f)
+    return cls(**kwargs)
+
+
+RAMP_KEYS = ("start_ramp_it", "end_ramp_it", "start_ramp_val", "end_ramp_val")
+
+
+def _constant_if_weight_only(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Setting a term's `weight` without ramp keys makes it constant (drops a default ramp)."""
+    if "weight" in over and not any(k in over for k in RAMP_KEYS):
+        return {**base, **{k: None for k in RAMP_KEYS}}
+    return base
+
+
+def _deep_merge(base: dict[str, Any], over: Any, path: str) -> Any:
+    if not isinstance(over, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {over!r}")
+    out = dict(base)
+    out.update(over)
+    return out
+
+
+def _coerce(path: str, value: Any, hint: Any, f: dataclasses.Field[Any]) -> Any:
+    """Check a leaf value against its type hint; ints are accepted for floats."""
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{path}: got null, expected {_type_name(hint)}")
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if typing.get_origin(base) is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: got {value!r}, expected a list of numbers")
+        return [_coerce_scalar(f"{path}[{i}]", v, float) for i, v in enumerate(value)]
+    return _coerce_scalar(path, value, base)
+
+
+def _coerce_scalar(path: str, value: Any, base: type) -> Any:
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[base]
+    if not ok:
+        raise ConfigError(f"{path}: got {value!r}, expected {_type_name(base)}")
+    return float(value) if base is float else value
+
+
+def _type_name(hint: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    if isinstance(hint, types.UnionType):
+        parts = [names.get(a, str(a)) for a in typing.get_args(hint) if a is not type(None)]
+        return " or ".join(parts) + " or null"
+    return names.get(hint, str(hint))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError for the first out-of-range value or inconsistent setting."""
+    _check_limits(cfg, "")
+    m = cfg.model
+    if m.spatial_size & (m.spatial_size - 1):
+        raise ConfigError(f"model/spatial_size: got {m.spatial_size}, expected a power of 2 (16, 32, 64, 128, 256)")
+    num_scales = num_scales_of(m)
+    if num_scales - m.box_factor < 2:
+        raise ConfigError(
+            f"model/box_factor: got {m.box_factor}, the appearance encoder needs >= 2 scales "
+            f"(1 + log2(spatial_size) - bottleneck_factor - box_factor = {num_scales - m.box_factor})"
+        )
+    for name in LOSS_TERMS:
+        _check_ramp(f"losses/{name}", getattr(cfg.losses, name))
+    p = cfg.losses.perceptual
+    for key in ("feature_weights", "gram_weights"):
+        values = getattr(p, key)
+        if len(values) != NUM_VGG_TAPS or min(values) < 0:
+            raise ConfigError(f"losses/perceptual/{key}: got {values}, expected {NUM_VGG_TAPS} numbers >= 0")
+    if cfg.optimizer.lr_decay_end < cfg.optimizer.lr_decay_begin:
+        raise ConfigError("optimizer/lr_decay_end: must be >= optimizer/lr_decay_begin")
+
+
+def num_scales_of(m: ModelConfig) -> int:
+    """Scales of the pose encoder and decoder: 1 + log2(S) - bottleneck_factor (spec §3)."""
+    return 1 + m.spatial_size.bit_length() - 1 - m.bottleneck_factor
+
+
+def _check_ramp(path: str, term: LossTerm) -> None:
+    keys = RAMP_KEYS
+    set_keys = [k for k in keys if getattr(term, k) is not None]
+    if set_keys and len(set_keys) != len(keys):
+        missing = [k for k in keys if k not in set_keys]
+        raise ConfigError(f"{path}: a ramp needs all of {', '.join(keys)}; missing {', '.join(missing)}")
+    if term.ramp_shape == "log" and term.ramped and min(term.start_ramp_val or 0, term.end_ramp_val or 0) <= 0:
+        raise ConfigError(f"{path}/ramp_shape: log needs start_ramp_val and end_ramp_val > 0")
+
+
+def _check_limits(obj: Any, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_limits(value, path + "/")
+            continue
+        meta = f.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{path}: got {value!r}, expected one of {', '.join(meta['choices'])}")
+        if value is None or isinstance(value, (str, list, bool)):
+            continue
+        if "min" in meta and value < meta["min"]:
+            raise ConfigError(f"{path}: got {value!r}, expected >= {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            raise ConfigError(f"{path}: got {value!r}, expected <= {meta['max']}")
+
+
+def field_doc(path: str) -> str:
+    """The one-line doc of a leaf path (used for --help style listings)."""
+    cls: Any = Config
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        f = {x.name: x for x in dataclasses.fields(cls)}.get(part)
+        if f is None:
+            raise unknown_path_error(path)
+        if i == len(parts) - 1:
+            return str(f.metadata.get("doc", ""))
+        cls = _dataclass_type(cls, f)
+        if cls is None:
+            raise unknown_path_error(path)
+    return ""
+
+
+def default_tree() -> dict[str, Any]:
+    return config_to_tree(Config())
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """`/`-path -> value of every leaf (for MLflow params and search-space checks)."""
+    return flatten(config_to_tree(cfg))
+
+
+def replace_paths(cfg: Config, values: dict[str, Any]) -> Config:
+    """A new validated Config with `/`-path values set (the input is not changed)."""
+    from vunet_core.paths import merge_trees
+
+    return config_from_tree(merge_trees(config_to_tree(cfg), unflatten(values)))
+
+
+def resolve_config(files: Iterable[str | Path] = (), overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults <- stacked YAML files (later wins) <- `/`-path overrides; validated.
+
+    Raises ConfigError (bad path/value) or PathsError (bad file/override grammar).
+    """
+    from vunet_core.paths import apply_overrides, merge_yaml_files
+
+    tree = apply_overrides(merge_yaml_files(files), dict(overrides or {}))
+    return config_from_tree(tree)
+
+
+def render_config(cfg: Config) -> str:
+    """The fully resolved config as YAML (printed before training, saved with runs)."""
+    from vunet_core.paths import to_yaml
+
+    return to_yaml(config_to_tree(cfg))
