@@ -24,8 +24,8 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,9 @@ class ModelConfig:
     base_channels: int = _f(32, "width of the first scale (original: 32)", min=1)
     max_channels: int = _f(128, "width cap, also the latent channels (original: 128)", min=1)
     drop_prob: float = _f(0.1, "dropout inside residual blocks during training", min=0.0, max=0.99)
-    appearance_input: str = _f("crops", "what F_phi sees: the 8 part crops or the whole image", choices=("crops", "image"))
+    appearance_input: str = _f(
+        "crops", "what F_phi sees: the 8 part crops or the whole image", choices=("crops", "image")
+    )
     posterior_feedback: str = _f("sample", "what feeds the next posterior scale (spec §4)", choices=("sample", "mean"))
     temperature: float = _f(1.0, "prior sampling temperature in sample mode", min=0.0)
 
@@ -73,9 +75,17 @@ class DataConfig:
     root: str = _f("", "dataset directory (index.json or index.p); empty = generated people under cache_dir")
     cache_dir: str = _f(".vunet_cache", "where generated data and preprocessed tensors are kept")
     allow_pickle: bool = _f(False, "allow reading the original index.p (a pickle runs code when loaded)")
-    non_square: str = _f("pad", "non-square images: pad to a square (replicate border) or stretch", choices=("pad", "stretch"))
-    person_id_from: str = _f("index", "person ids: from the index, else from each image's parent folder", choices=("index", "parent_folder"))
-    train_pairing: str = _f("same_image", "training appearance: the same image (original) or another image of the same person", choices=("same_image", "same_person"))
+    non_square: str = _f(
+        "pad", "non-square images: pad to a square (replicate border) or stretch", choices=("pad", "stretch")
+    )
+    person_id_from: str = _f(
+        "index", "person ids: from the index, else from each image's parent folder", choices=("index", "parent_folder")
+    )
+    train_pairing: str = _f(
+        "same_image",
+        "training appearance: the same image (original) or another image of the same person",
+        choices=("same_image", "same_person"),
+    )
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig, metadata={"doc": "generated people"})
 
 
@@ -179,7 +189,7 @@ def known_paths(cls: type = Config, prefix: str = "") -> list[str]:
 
 def _dataclass_type(cls: type, f: dataclasses.Field[Any]) -> type | None:
     hint = typing.get_type_hints(cls)[f.name]
-    return hint if dataclasses.is_dataclass(hint) else None
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
 
 
 def closest_path(path: str) -> str | None:
@@ -210,9 +220,10 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
     if not isinstance(tree, dict):
         raise ConfigError(f"{prefix.rstrip('/') or 'config'}: expected a mapping, got {tree!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in tree:
+    for key, value in tree.items():
         if key not in fields:
-            raise unknown_path_error(f"{prefix}{key}")
+            sub_paths = list(flatten(value)) if isinstance(value, dict) and value else []
+            raise unknown_path_error(f"{prefix}{key}" + (f"/{sub_paths[0]}" if sub_paths else ""))
     default = cls()
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
@@ -260,10 +271,10 @@ def _coerce(path: str, value: Any, hint: Any, f: dataclasses.Field[Any]) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: got {value!r}, expected a list of numbers")
         return [_coerce_scalar(f"{path}[{i}]", v, float) for i, v in enumerate(value)]
-    return _coerce_scalar(path, value, base)
+    return _coerce_scalar(path, value, base, hint)
 
 
-def _coerce_scalar(path: str, value: Any, base: type) -> Any:
+def _coerce_scalar(path: str, value: Any, base: type, hint: Any = None) -> Any:
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
@@ -271,7 +282,7 @@ def _coerce_scalar(path: str, value: Any, base: type) -> Any:
         str: isinstance(value, str),
     }[base]
     if not ok:
-        raise ConfigError(f"{path}: got {value!r}, expected {_type_name(base)}")
+        raise ConfigError(f"{path}: got {value!r}, expected {_type_name(hint or base)}")
     return float(value) if base is float else value
 
 

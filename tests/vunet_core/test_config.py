@@ -1,0 +1,130 @@
+"""Config: defaults, tree round trip, validation errors naming the path."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from vunet_core.config import (
+    Config,
+    ConfigError,
+    config_from_tree,
+    config_to_tree,
+    flat_config,
+    known_paths,
+    render_config,
+    replace_paths,
+    resolve_config,
+)
+from vunet_core.paths import PathsError
+
+
+def test_round_trip_dataclass_tree_dataclass() -> None:
+    cfg = replace_paths(Config(), {"losses/KL/end_ramp_val": 0.25, "model/spatial_size": 128, "model/box_factor": 1})
+    assert config_from_tree(config_to_tree(cfg)) == cfg
+    assert config_from_tree(yaml.safe_load(render_config(cfg))) == cfg
+
+
+def test_defaults_follow_the_original_recipe() -> None:
+    cfg = Config()
+    assert (cfg.optimizer.lr, cfg.optimizer.beta1, cfg.optimizer.beta2) == (1e-3, 0.5, 0.9)
+    kl = cfg.losses.KL
+    assert (kl.start_ramp_it, kl.end_ramp_it, kl.start_ramp_val, kl.end_ramp_val) == (50000, 75000, 1e-6, 1.0)
+    assert cfg.losses.color_L1.weight == 5.0 * 127.5
+    assert cfg.model.drop_prob == 0.1 and cfg.training.init_batches == 4
+
+
+def test_every_field_has_a_doc() -> None:
+    def walk(obj: object) -> None:
+        for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+            assert f.metadata.get("doc"), f.name
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value)
+
+    walk(Config())
+    assert "losses/KL/end_ramp_val" in known_paths()
+    assert set(flat_config(Config())) == set(known_paths())
+
+
+def test_unknown_path_suggests_closest() -> None:
+    with pytest.raises(ConfigError) as exc:
+        resolve_config([], {"losses/KL/end_ramp_vale": 1.0})
+    assert str(exc.value) == "unknown config path losses/KL/end_ramp_vale; did you mean losses/KL/end_ramp_val?"
+
+
+def test_unknown_section_is_named() -> None:
+    with pytest.raises(ConfigError, match="unknown config path trainig/batch_size; did you mean training/batch_size"):
+        resolve_config([], {"trainig/batch_size": 4})
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("training/batch_size", "eight", "training/batch_size: got 'eight', expected an integer"),
+        ("training/batch_size", 0, "training/batch_size: got 0, expected >= 1"),
+        ("model/drop_prob", 1.5, "model/drop_prob: got 1.5, expected <= 0.99"),
+        ("model/spatial_size", 48, "model/spatial_size: got 48, expected a power of 2"),
+        ("model/appearance_input", "pixels", "model/appearance_input: got 'pixels', expected one of crops, image"),
+        ("losses/KL/start_ramp_it", 1.5, "losses/KL/start_ramp_it: got 1.5, expected an integer or null"),
+        ("training/bf16", "yes", "training/bf16: got 'yes', expected true or false"),
+        ("losses/perceptual/feature_weights", [1, 1], "losses/perceptual/feature_weights: got [1.0, 1.0], expected 6"),
+        ("model/box_factor", 4, "model/box_factor: got 4, the appearance encoder needs >= 2 scales"),
+    ],
+)
+def test_bad_values_name_path_value_and_allowed(path: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        resolve_config([], {path: value})
+    assert str(exc.value).startswith(message)
+
+
+def test_incomplete_ramp_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="losses/color_L2: a ramp needs all of .*missing end_ramp_it"):
+        resolve_config(
+            [],
+            {
+                "losses/color_L2/start_ramp_it": 10,
+                "losses/color_L2/start_ramp_val": 0.0,
+                "losses/color_L2/end_ramp_val": 1.0,
+            },
+        )
+
+
+def test_weight_alone_makes_a_term_constant() -> None:
+    cfg = resolve_config([], {"losses/KL/weight": 0.5})
+    assert not cfg.losses.KL.ramped and cfg.losses.KL.weight == 0.5
+    ramped = resolve_config([], {"losses/KL/end_ramp_val": 0.5})
+    assert ramped.losses.KL.ramped and ramped.losses.KL.start_ramp_it == 50000
+
+
+def test_stacking_later_files_win_and_overrides_last(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a = tmp_path / "a.yaml"
+    b = tmp_path / "b.yaml"
+    a.write_text("training: {batch_size: 4, seed: 3}\nlosses:\n  KL: {end_ramp_val: 0.1}\n")
+    b.write_text("training/batch_size: 2\n")
+    cfg = resolve_config([a, b])
+    assert (cfg.training.batch_size, cfg.training.seed, cfg.losses.KL.end_ramp_val) == (2, 3, 0.1)
+    cfg = resolve_config([b, a], {"training/seed": 9})
+    assert (cfg.training.batch_size, cfg.training.seed) == (4, 9)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  batch_size: 4\n  seed: [1, 2\n")
+    with pytest.raises(PathsError, match=r"bad\.yaml: YAML syntax error at line \d+"):
+        resolve_config([bad])
+
+
+def test_missing_file_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PathsError, match="nope.yaml: no such file"):
+        resolve_config([tmp_path / "nope.yaml"])
+
+
+def test_import_does_not_load_sweep_libraries() -> None:
+    code = "import sys, vunet_core; print(sorted(m for m in ('ray', 'optuna', 'mlflow') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
