@@ -8,6 +8,7 @@ what is exported here.
 from vunet_core.config import (
     Config,
     ConfigError,
+    closest_path,
     config_from_tree,
     config_to_tree,
     flat_config,
@@ -15,7 +16,8 @@ from vunet_core.config import (
     render_config,
     resolve_config,
 )
-from vunet_core.paths import PathsError, flatten, parse_overrides, unflatten
+from vunet_core.metrics import metric_directions, reported_metrics
+from vunet_core.paths import PathsError, apply_overrides, flatten, merge_yaml_files, parse_overrides, unflatten
 
 __all__ = [
     "Config",
@@ -30,4 +32,9 @@ __all__ = [
     "render_config",
     "resolve_config",
     "unflatten",
+    "apply_overrides",
+    "closest_path",
+    "merge_yaml_files",
+    "metric_directions",
+    "reported_metrics",
 ]

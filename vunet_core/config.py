@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -187,8 +188,14 @@ def known_paths(cls: type = Config, prefix: str = "") -> list[str]:
     return out
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolved field types of a config class (cached: resolving them is slow)."""
+    return typing.get_type_hints(cls)
+
+
 def _dataclass_type(cls: type, f: dataclasses.Field[Any]) -> type | None:
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = _hints(cls)[f.name]
     return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
 
 
@@ -237,7 +244,7 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
                 base = _constant_if_weight_only(base, tree[name])
             kwargs[name] = _build(sub, _deep_merge(base, tree[name], path), path + "/")
         else:
-            kwargs[name] = _coerce(path, tree[name], typing.get_type_hints(cls)[name], f)
+            kwargs[name] = _coerce(path, tree[name], _hints(cls)[name], f)
     return cls(**kwargs)
 
 

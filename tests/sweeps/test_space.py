@@ -1,0 +1,183 @@
+"""The Optuna side of a sweep file: define-by-run suggestions (paths, steps, log ranges,
+conditions, constants), the baseline point, trial trees from nested or flat samples, and
+Ray's OptunaSearch driven directly (no cluster): the first trial is the base config,
+conditional parameters appear only when active, and the searcher survives a checkpoint."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.space import baseline_point, define_by_run, make_sampler, trial_config, trial_tree
+from sweeps.spec import SweepSpec, load_spec
+from vunet_core import ConfigError, flatten
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+GATED = "losses/color_gradient/weight"
+SPACE: dict[str, Any] = {
+    "name": "space",
+    "fixed": {"training/steps_per_epoch": 2},
+    "parameters": {
+        GATED: {
+            "distribution": "uniform",
+            "min": 0,
+            "max": 10,
+            "step": 2.5,
+            "when": {"model/appearance_input": "image"},
+        },
+        "model/appearance_input": {"values": ["crops", "image"]},
+        "losses/KL/end_ramp_val": {"distribution": "log_uniform", "min": 1e-3, "max": 1.0},
+        "losses/KL/start_ramp_it": {"distribution": "int_uniform", "min": 0, "max": 100, "step": 20},
+        "training/batch_size": {"distribution": "int_log_uniform", "min": 2, "max": 64},
+        "losses/KL/ramp_shape": {"value": "linear"},
+    },
+    "metric": {"name": "val/transfer/l1", "mode": "min"},
+    "num_samples": 12,
+    "max_epochs": 2,
+}
+
+
+def make_spec(tmp_path: Path, base: dict[str, Any] | None = None, **changes: Any) -> SweepSpec:
+    data = {**copy.deepcopy(SPACE), **changes}
+    if base is not None:
+        (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+        data["base"] = ["base.yaml"]
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_spec(path)
+
+
+def searcher(spec: SweepSpec) -> OptunaSearch:
+    points = [baseline_point(spec)] if spec.baseline else None
+    return OptunaSearch(
+        space=define_by_run(spec),
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=points,
+        sampler=make_sampler(spec),
+    )
+
+
+def run_searcher(s: OptunaSearch, n: int, start: int = 0) -> list[dict[str, Any]]:
+    """Suggest/complete n trials as Tune would (metric = a deterministic function of the sample)."""
+    out = []
+    for i in range(start, start + n):
+        config = s.suggest(f"trial_{i}")
+        assert config is not None
+        flat = flatten(config)
+        s.on_trial_complete(f"trial_{i}", {"val/transfer/l1": abs(math.log(flat["losses/KL/end_ramp_val"]))})
+        out.append(config)
+    return out
+
+
+def check_sample(flat: dict[str, Any]) -> None:
+    """Every sampled value honours its distribution; the gated one appears iff its condition holds."""
+    assert flat["losses/KL/ramp_shape"] == "linear"  # the constant rides along
+    assert flat["model/appearance_input"] in ("crops", "image")
+    assert (GATED in flat) == (flat["model/appearance_input"] == "image")
+    if GATED in flat:
+        assert 0 <= flat[GATED] <= 10 and flat[GATED] % 2.5 == 0
+    assert 1e-3 <= flat["losses/KL/end_ramp_val"] <= 1.0
+    it, bs = flat["losses/KL/start_ramp_it"], flat["training/batch_size"]
+    assert isinstance(it, int) and it % 20 == 0 and 0 <= it <= 100
+    assert isinstance(bs, int) and 2 <= bs <= 64
+
+
+def test_define_by_run_suggests_by_path_with_steps_logs_and_conditions(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    study = optuna.create_study(sampler=make_sampler(spec))
+    space = define_by_run(spec)
+    seen = set()
+    for _ in range(25):
+        trial = study.ask()
+        constants = space(trial)
+        assert constants == {"losses/KL/ramp_shape": "linear"}
+        check_sample({**trial.params, **(constants or {})})
+        seen.add(trial.params["model/appearance_input"])
+        study.tell(trial, trial.params["losses/KL/end_ramp_val"])
+    assert seen == {"crops", "image"}  # both branches of the condition were explored
+    log_dist = study.trials[0].distributions["losses/KL/end_ramp_val"]
+    assert isinstance(log_dist, optuna.distributions.FloatDistribution) and log_dist.log
+
+
+def test_baseline_point_holds_base_values_of_active_searched_parameters(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    base = flatten(spec.base_tree())
+    expected = ("model/appearance_input", "losses/KL/end_ramp_val", "losses/KL/start_ramp_it", "training/batch_size")
+    assert baseline_point(spec) == {p: base[p] for p in expected}  # gated param inactive, constant left out
+    gated = make_spec(tmp_path, base={"model": {"appearance_input": "image"}})
+    assert baseline_point(gated)[GATED] == 0.0  # active under the base values: included
+
+
+def test_trial_tree_accepts_nested_or_flat_and_sets_only_those_leaves(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    flat = {"losses/KL/end_ramp_val": 0.25, "model/appearance_input": "image", GATED: 5.0}
+    nested = {
+        "losses": {"KL": {"end_ramp_val": 0.25}, "color_gradient": {"weight": 5.0}},
+        "model": {"appearance_input": "image"},
+    }
+    tree = trial_tree(spec, flat)
+    assert tree == trial_tree(spec, nested)
+    changed = {p for p, v in flatten(tree).items() if flatten(spec.base_tree())[p] != v}
+    assert changed == set(flat)
+    cfg = trial_config(spec, nested)
+    assert cfg.losses.KL.end_ramp_val == 0.25 and cfg.losses.KL.ramped  # the ramp stays on
+    assert cfg.training.num_epochs == spec.max_epochs and cfg.training.progress is False
+
+
+def test_baseline_trial_is_exactly_the_base_config(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, base={"losses": {"color_L2": {"weight": 3.3}}})
+    assert trial_tree(spec, baseline_point(spec)) == spec.base_tree()
+    assert trial_config(spec, baseline_point(spec)) == spec.base_config()
+
+
+def test_trial_tree_rejects_paths_that_are_not_parameters(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not parameters of sweep space"):
+        trial_tree(make_spec(tmp_path), {"model": {"drop_prob": 0.2}})
+
+
+def test_trial_config_validates_sampled_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model/appearance_input"):
+        trial_config(make_spec(tmp_path), {"model/appearance_input": "pixels"})
+
+
+def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, base={"losses": {"KL": {"start_ramp_it": 30}}})  # off the step grid
+    configs = run_searcher(searcher(spec), 12)
+    assert trial_tree(spec, configs[0]) == spec.base_tree()  # Ray passes nested values back
+    assert flatten(configs[0])["losses/KL/start_ramp_it"] == 30  # enqueued as is, not snapped to the grid
+    for config in configs[1:]:
+        check_sample(flatten(config))
+    values = {flatten(c)["model/appearance_input"] for c in configs[1:]}
+    assert values == {"crops", "image"}
+    assert len({flatten(c)["losses/KL/end_ramp_val"] for c in configs}) == len(configs)
+
+
+def test_optuna_search_survives_a_checkpoint(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    first = searcher(spec)
+    run_searcher(first, 4)
+    first.save(str(tmp_path / "searcher.pkl"))  # what Tune does with plain pickle on each experiment checkpoint
+    restored = OptunaSearch(space=define_by_run(spec), metric=spec.metric, mode=spec.mode)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    study = restored._ot_study
+    assert study is not None and len(study.trials) == 4  # finished trials are kept, not run again
+    for config in run_searcher(restored, 3, start=4):
+        check_sample(flatten(config))
+
+
+def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
+    def sequence(seed: int) -> list[Any]:
+        spec = make_spec(tmp_path, seed=seed)
+        return [flatten(c)["losses/KL/end_ramp_val"] for c in run_searcher(searcher(spec), 6)]
+
+    assert sequence(3) == sequence(3)
+    assert sequence(3)[1:] != sequence(4)[1:]  # the baseline is the same, the samples differ

@@ -1,0 +1,417 @@
+"""Sweep-file loading and validation: every shipped search space loads, the resolved base
+tree stacks base files <- fixed <- overrides <- sweep settings, and each bad input yields
+exactly one clear line naming the file, the key and (where it can) the fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sweeps.space import baseline_point
+from sweeps.spec import Distribution, SpecError, SweepSpec, load_spec
+from vunet_core import config_from_tree
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALID: dict[str, Any] = {
+    "name": "t",
+    "fixed": {"training/steps_per_epoch": 2, "model": {"base_channels": 8}},
+    "parameters": {
+        "losses/KL/end_ramp_val": {"distribution": "log_uniform", "min": 1e-3, "max": 1.0},
+        "model/appearance_input": {"values": ["crops", "image"]},
+        "losses/color_gradient/weight": {
+            "distribution": "uniform",
+            "min": 0,
+            "max": 10,
+            "step": 2.5,
+            "when": {"model/appearance_input": "image"},
+        },
+        "losses/KL/ramp_shape": {"value": "linear"},
+    },
+    "metric": {"name": "val/transfer/l1", "mode": "min"},
+    "num_samples": 4,
+    "max_epochs": 2,
+}
+
+
+def write(tmp_path: Path, data: dict[str, Any] | str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def variant(**changes: Any) -> dict[str, Any]:
+    """VALID with `a/b` keys set (None deletes); `parameters/<path>` addresses a parameter."""
+    data = copy.deepcopy(VALID)
+    for key, value in changes.items():
+        key = key.replace("__", "/")
+        section, _, rest = key.partition("/")
+        node, leaf = (
+            (data.setdefault(section, {}), rest) if section in ("parameters", "fixed") and rest else (data, key)
+        )
+        if "/" in leaf and section not in ("parameters", "fixed"):
+            head, leaf = leaf.split("/", 1)
+            node = node.setdefault(head, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return data
+
+
+def problems(tmp_path: Path, data: dict[str, Any], overrides: dict[str, Any] | None = None) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, data), overrides)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "search_spaces").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_search_space_loads(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    cfg = spec.base_config()
+    assert cfg.training.num_epochs == spec.max_epochs and cfg.training.progress is False
+    assert spec.parameters and spec.metric == "val/transfer/l1" and spec.mode == "min"
+    assert set(baseline_point(spec)) <= set(spec.parameters)
+
+
+def test_smoke_is_tiny() -> None:
+    spec = load_spec(ROOT / "search_spaces" / "smoke.yaml")
+    cfg = spec.base_config()
+    assert spec.num_samples == 2 and spec.baseline and spec.max_epochs <= 2
+    assert cfg.model.spatial_size == 32 and cfg.model.max_channels <= 16 and cfg.training.steps_per_epoch <= 3
+
+
+def test_valid_spec_resolves_defaults_and_tree(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, VALID))
+    assert isinstance(spec, SweepSpec)
+    assert spec.fixed == {"training/steps_per_epoch": 2, "model/base_channels": 8}  # nested -> flat
+    assert spec.parameters["model/appearance_input"] == Distribution("categorical", values=("crops", "image"))
+    assert spec.parameters["losses/color_gradient/weight"].when == {"model/appearance_input": ["image"]}
+    assert (spec.max_concurrent_trials, spec.cpu, spec.gpu, spec.seed, spec.max_failures) == (2, 1.0, 0.0, 0, 1)
+    assert spec.scheduler.type == "asha" and spec.scheduler.grace_period == 1 and spec.time_budget_s is None
+    tree = spec.base_tree()
+    assert tree["training"]["num_epochs"] == 2 and tree["training"]["seed"] == 0
+    assert tree["training"]["steps_per_epoch"] == 2 and tree["model"]["base_channels"] == 8
+    assert tree["losses"]["KL"]["start_ramp_it"] == 50000  # untouched default ramp
+    tree["model"]["base_channels"] = 99
+    assert spec.base_tree()["model"]["base_channels"] == 8  # a copy each time
+
+
+def test_parameters_are_ordered_after_their_condition(tmp_path: Path) -> None:
+    params = dict(reversed(list(VALID["parameters"].items())))
+    spec = load_spec(write(tmp_path, variant(parameters=params)))
+    order = list(spec.parameters)
+    assert order.index("model/appearance_input") < order.index("losses/color_gradient/weight")
+
+
+def test_base_files_stack_relative_to_the_spec_then_fixed_then_overrides(tmp_path: Path) -> None:
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "a.yaml").write_text(
+        "model: {base_channels: 4, drop_prob: 0.2}\ntraining: {batch_size: 3}\n"
+    )
+    (tmp_path / "configs" / "b.yaml").write_text("model/base_channels: 6\n")
+    sub = tmp_path / "spaces"
+    sub.mkdir()
+    data = variant(base=["../configs/a.yaml", "../configs/b.yaml"], fixed={"training/batch_size": 5})
+    spec = load_spec(write(sub, data), {"model/drop_prob": 0.3, "training/val_batch_size": 7})
+    cfg = spec.base_config()
+    assert spec.base_files == [(tmp_path / "configs" / n).resolve() for n in ("a.yaml", "b.yaml")]
+    assert (cfg.model.base_channels, cfg.training.batch_size) == (6, 5)  # later file, then fixed, win
+    assert (cfg.model.drop_prob, cfg.training.val_batch_size) == (0.3, 7)  # overrides last
+    assert spec.overrides == {"model/drop_prob": 0.3, "training/val_batch_size": 7}
+
+
+def test_sweep_settings_can_be_overridden_from_the_command_line(tmp_path: Path) -> None:
+    over = {"resources/gpu": 0.5, "num_samples": 16, "scheduler/type": "fifo", "training/device": "cuda"}
+    spec = load_spec(write(tmp_path, VALID), over)
+    assert (spec.gpu, spec.num_samples, spec.scheduler.type) == (0.5, 16, "fifo")
+    assert spec.base_config().training.device == "cuda"
+    assert spec.spec_overrides == {k: v for k, v in over.items() if k != "training/device"}
+
+
+def test_constants_apply_to_the_base_and_every_trial(tmp_path: Path) -> None:
+    data = variant(**{"parameters/losses/KL/ramp_shape": {"value": "log"}})
+    assert load_spec(write(tmp_path, data)).base_config().losses.KL.ramp_shape == "log"
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    text = yaml.safe_dump(variant(parameters={})).replace("parameters: {}", "")
+    text += "parameters:\n  losses/KL/end_ramp_val: {distribution: log_uniform, min: 1e-3, max: 1}\n"
+    assert load_spec(write(tmp_path, text)).parameters["losses/KL/end_ramp_val"].low == 1e-3
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: t\nparameters:\n  a: {min: 1\nmetric: x\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith(f"{path}:4: malformed YAML")
+
+
+def test_duplicate_keys_are_malformed(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"sweep.yaml:2: malformed YAML: duplicate key 'name'"):
+        load_spec(write(tmp_path, "name: a\nname: b\n"))
+
+
+def test_spec_error_takes_one_line_or_many() -> None:
+    assert str(SpecError("one problem")) == "one problem" and SpecError("one problem").problems == ["one problem"]
+    assert str(SpecError(["a", "b"])) == "a\nb"
+
+
+def test_missing_sweep_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such sweep file"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_problem_lines_carry_the_yaml_line(tmp_path: Path) -> None:
+    text = yaml.safe_dump(VALID, sort_keys=False) + "num_sample: 3\n"
+    lines = problems(tmp_path, text)  # type: ignore[arg-type]
+    assert lines == [
+        f"{tmp_path / 'sweep.yaml'}:{text.count(chr(10))}: num_sample: unknown sweep setting; did you mean num_samples?"
+    ]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    data = variant(num_samples=0, max_concurrent_trials=0, bogus=1, metric={"name": "val/transfer/l2", "mode": "up"})
+    lines = problems(tmp_path, data)
+    assert len(lines) == 5, lines
+    assert all(line.startswith(str(tmp_path / "sweep.yaml")) for line in lines)
+
+
+BAD = {
+    "unknown top-level key": (dict(num_sample=3), "num_sample", "did you mean num_samples?"),
+    "unknown distribution key": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "log_uniform", "min": 0.1, "mx": 1}},
+        "parameters/losses/KL/end_ramp_val/",
+        "did you mean max?",
+    ),
+    "unknown kind": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "loguniform", "min": 0.1, "max": 1}},
+        "distribution",
+        "did you mean log_uniform?",
+    ),
+    "unknown fixed path": (
+        {"fixed/losses/KL/end_ramp_vall": 1},
+        "fixed/losses/KL/end_ramp_vall",
+        "did you mean losses/KL/end_ramp_val?",
+    ),
+    "unknown searched path": (
+        {"parameters/model/dropprob": {"distribution": "uniform", "min": 0, "max": 0.5}},
+        "parameters/model/dropprob",
+        "did you mean model/drop_prob?",
+    ),
+    "section instead of a setting": ({"parameters/losses/KL": {"value": 1}}, "parameters/losses/KL", "is a section"),
+    "unknown when path": (
+        {
+            "parameters/losses/color_L2/weight": {
+                "distribution": "uniform",
+                "min": 0,
+                "max": 1,
+                "when": {"model/x": "a"},
+            }
+        },
+        "when/model/x",
+        "not a categorical parameter",
+    ),
+    "when on a numeric parameter": (
+        {
+            "parameters/losses/color_L2/weight": {
+                "distribution": "uniform",
+                "min": 0,
+                "max": 1,
+                "when": {"losses/KL/end_ramp_val": 1},
+            }
+        },
+        "when/losses/KL/end_ramp_val",
+        "not a categorical parameter",
+    ),
+    "when value it cannot take": (
+        {
+            "parameters/losses/color_L2/weight": {
+                "distribution": "uniform",
+                "min": 0,
+                "max": 1,
+                "when": {"model/appearance_input": ["image", "pixels"]},
+            }
+        },
+        "when/model/appearance_input",
+        "cannot take ['pixels']",
+    ),
+    "wrong type in fixed": (
+        {"fixed/model/spatial_size": "big"},
+        "fixed/model/spatial_size",
+        "got 'big', expected an integer",
+    ),
+    "float distribution on an int path": (
+        {"parameters/model/max_channels": {"distribution": "uniform", "min": 8, "max": 32}},
+        "parameters/model/max_channels",
+        "use int_uniform",
+    ),
+    "int distribution on a float path": (
+        {"parameters/losses/color_L2/weight": {"distribution": "int_uniform", "min": 0, "max": 10}},
+        "parameters/losses/color_L2/weight",
+        "use uniform with a step",
+    ),
+    "choice the config does not have": (
+        {"parameters/model/appearance_input": {"values": ["crops", "image", "pixels"]}},
+        "parameters/model/appearance_input",
+        "expected one of crops, image",
+    ),
+    "bound outside the config limit": (
+        {"parameters/model/drop_prob": {"distribution": "uniform", "min": 0, "max": 1}},
+        "parameters/model/drop_prob",
+        "expected <= 0.99",
+    ),
+    "hole inside an int range": (
+        {"parameters/model/spatial_size": {"distribution": "int_uniform", "min": 32, "max": 64, "step": 16}},
+        "parameters/model/spatial_size",
+        "48 is not a valid value here",
+    ),
+    "inverted range": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "uniform", "min": 1, "max": 0.5}},
+        "parameters/losses/KL/end_ramp_val",
+        "empty or inverted range: min 1.0 >= max 0.5",
+    ),
+    "empty range": (
+        {"parameters/training/batch_size": {"distribution": "int_uniform", "min": 4, "max": 4}},
+        "parameters/training/batch_size",
+        "empty or inverted range",
+    ),
+    "log range with zero": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "log_uniform", "min": 0, "max": 1}},
+        "min",
+        "needs min > 0",
+    ),
+    "negative step": (
+        {"parameters/losses/color_L2/weight": {"distribution": "uniform", "min": 0, "max": 1, "step": -0.1}},
+        "step",
+        "expected a positive number",
+    ),
+    "step larger than the range": (
+        {"parameters/losses/color_L2/weight": {"distribution": "uniform", "min": 0, "max": 1, "step": 2}},
+        "step",
+        "larger than the range",
+    ),
+    "step not dividing the range": (
+        {"parameters/training/batch_size": {"distribution": "int_uniform", "min": 2, "max": 9, "step": 3}},
+        "step",
+        "use max 8",
+    ),
+    "step on a log range": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "log_uniform", "min": 0.1, "max": 1, "step": 0.1}},
+        "step",
+        "takes no step",
+    ),
+    "fixed and searched": ({"fixed/losses/KL/end_ramp_val": 0.5}, "fixed/losses/KL/end_ramp_val", "also searched"),
+    "reserved path": ({"fixed/training/num_epochs": 9}, "fixed/training/num_epochs", "set by max_epochs"),
+    "metric not reported": ({"metric": {"name": "val/transfer/l2"}}, "metric/name", "did you mean val/transfer/l1?"),
+    "bad mode": ({"metric": {"name": "val/transfer/l1", "mode": "lowest"}}, "metric/mode", "expected min or max"),
+    "no metric": ({"metric": None}, "metric", "required"),
+    "num_samples < 1": ({"num_samples": 0}, "num_samples", "expected an integer >= 1"),
+    "max_concurrent_trials < 1": ({"max_concurrent_trials": 0}, "max_concurrent_trials", ">= 1"),
+    "max_epochs < 1": ({"max_epochs": 0}, "max_epochs", ">= 1"),
+    "grace period beyond max_epochs": (
+        {"scheduler": {"type": "asha", "grace_period": 3}},
+        "scheduler/grace_period",
+        "more than max_epochs 2",
+    ),
+    "unknown scheduler": ({"scheduler": {"type": "hyperband"}}, "scheduler/type", "expected asha or fifo"),
+    "missing base file": ({"base": ["../nope.yaml"]}, "base[0]", "../nope.yaml: no such file"),
+    "bad name": ({"name": "my sweep"}, "name", "letters, digits"),
+    "fractional gpu above 1": (
+        {"resources": {"cpu": 1, "gpu": 1.5}},
+        "resources/gpu",
+        "a fraction up to 1 or a whole number",
+    ),
+    "cuda without a gpu": ({"fixed/training/device": "cuda"}, "resources/gpu", "training/device is cuda"),
+    "searching a ramped weight": (
+        {"parameters/losses/KL/weight": {"distribution": "uniform", "min": 0, "max": 1}},
+        "parameters/losses/KL/weight",
+        "has no effect",
+    ),
+    "baseline value not among the values": (
+        {"parameters/model/appearance_input": {"values": ["image"]}},
+        "parameters/model/appearance_input",
+        "base value 'crops' (baseline trial) is not among values",
+    ),
+    "baseline value not representable on a log range": (
+        {"parameters/losses/color_L2/weight": {"distribution": "log_uniform", "min": 0.1, "max": 1}},
+        "parameters/losses/color_L2/weight",
+        "base value 0.0 (baseline trial)",
+    ),
+    "invalid constant": (
+        {"parameters/losses/KL/ramp_shape": {"value": "cubic"}},
+        "parameters/losses/KL/ramp_shape/value",
+        "'cubic' is not a valid value here",
+    ),
+    "constant with a condition": (
+        {"parameters/losses/KL/ramp_shape": {"value": "log", "when": {"model/appearance_input": "image"}}},
+        "parameters/losses/KL/ramp_shape/when",
+        "does not apply to a constant",
+    ),
+    "seed out of range": ({"seed": -1}, "seed", "from 0 to 4294967295"),
+    "max_failures negative": ({"max_failures": -1}, "max_failures", ">= 0"),
+    "time budget not positive": ({"time_budget_s": 0}, "time_budget_s", "seconds > 0 or null"),
+    "baseline not a bool": ({"baseline": "yes please"}, "baseline", "expected true or false"),
+    "list path searched": (
+        {"parameters/losses/perceptual/gram_weights": {"values": [0, 1]}},
+        "gram_weights",
+        "Optuna cannot search",
+    ),
+}
+
+
+@pytest.mark.parametrize("changes,key,message", BAD.values(), ids=BAD.keys())
+def test_each_bad_input_gives_one_line_naming_file_and_key(
+    tmp_path: Path, changes: dict[str, Any], key: str, message: str
+) -> None:
+    lines = problems(tmp_path, variant(**changes))
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(str(tmp_path / "sweep.yaml")) and key in lines[0] and message in lines[0], lines[0]
+
+
+def test_conditional_values_are_checked_where_the_condition_holds(tmp_path: Path) -> None:
+    size = {"values": [32, 64]}
+    box = {"distribution": "int_uniform", "min": 1, "max": 3, "when": {"model/spatial_size": 64}}
+    spec = load_spec(write(tmp_path, variant(parameters={"model/spatial_size": size, "model/box_factor": box})))
+    assert spec.parameters["model/box_factor"].when == {"model/spatial_size": [64]}  # box 3 is valid at 64 px
+    box["when"] = {"model/spatial_size": 32}
+    lines = problems(tmp_path, variant(parameters={"model/spatial_size": size, "model/box_factor": box}))
+    assert len(lines) == 1 and "parameters/model/box_factor: 3 is not a valid value here" in lines[0], lines
+
+
+def test_a_cycle_of_conditions_is_reported(tmp_path: Path) -> None:
+    params = {
+        "model/appearance_input": {"values": ["crops", "image"], "when": {"model/posterior_feedback": "mean"}},
+        "model/posterior_feedback": {"values": ["sample", "mean"], "when": {"model/appearance_input": "image"}},
+    }
+    assert any("conditions form a cycle" in line for line in problems(tmp_path, variant(parameters=params)))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"losses/KL/end_ramp_val": 0.5}, "override losses/KL/end_ramp_val: is searched in parameters and cannot"),
+        ({"losses/KL/end_ramp_vall": 0.5}, "did you mean losses/KL/end_ramp_val?"),
+        ({"training/seed": 3}, "override training/seed: set by seed"),
+        ({"parameters/x": 1}, "cannot be set from the command line"),
+        ({"model/spatial_size": 48}, "override model/spatial_size: got 48, expected a power of 2"),
+        ({"model/box_factor": 9}, "override model/box_factor: got 9, the appearance encoder needs >= 2 scales"),
+        ({"optimizer/lr_decay_begin": 10**6}, "override: the config is invalid after applying override: optimizer/"),
+    ],
+)
+def test_bad_overrides(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
+    lines = problems(tmp_path, VALID, overrides)
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_baseline_false_allows_unrepresentable_base_values(tmp_path: Path) -> None:
+    data = variant(baseline=False, **{"parameters/model/appearance_input": {"values": ["image"]}})
+    spec = load_spec(write(tmp_path, data))
+    assert spec.baseline is False
+    assert config_from_tree(spec.base_tree()).model.appearance_input == "crops"
