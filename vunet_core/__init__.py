@@ -18,8 +18,12 @@ from vunet_core.config import (
 )
 from vunet_core.metrics import metric_directions, reported_metrics
 from vunet_core.paths import PathsError, apply_overrides, flatten, merge_yaml_files, parse_overrides, unflatten
+from vunet_core.training import DivergedError, EpochResult, train_epochs
 
 __all__ = [
+    "DivergedError",
+    "EpochResult",
+    "train_epochs",
     "Config",
     "ConfigError",
     "PathsError",

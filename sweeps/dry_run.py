@@ -1,0 +1,53 @@
+"""`--dry-run`: sample a few configurations, build each model, time one training step.
+
+Prints, per sampled configuration, the searched values, the model's parameter count,
+the measured seconds per step and the estimated seconds per epoch and per trial, so a
+user sees what a sweep will cost before starting it. Nothing is written but the
+generated dataset (made once if missing); Ray is not started.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from sweeps.space import baseline_point, define_by_run, make_sampler
+from sweeps.spec import SweepSpec
+from sweeps.trial_config import sampled_flat, trial_cfg
+from vunet_core import config_from_tree
+
+NUM_SAMPLES = 3
+
+
+def sample_points(spec: SweepSpec, n: int) -> list[dict[str, Any]]:
+    """The baseline point and TPE's first suggestions (in-memory study, same seed)."""
+    study = optuna.create_study(sampler=make_sampler(spec))
+    space = define_by_run(spec)
+    points = [baseline_point(spec)] if spec.baseline else []
+    while len(points) < n:
+        trial = study.ask()
+        constants = space(trial) or {}
+        points.append({**trial.params, **constants})
+        study.tell(trial, 0.0)
+    return points[:n]
+
+
+def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
+    from vunet_core.data import prepare_data
+    from vunet_core.model import VUNet, count_parameters
+    from vunet_core.training import probe_step_seconds, steps_per_epoch
+
+    prepare_data(config_from_tree(base_tree), progress=True)  # generate once, with progress
+    print(f"dry run of {spec.name}: {spec.num_samples} trials x up to {spec.max_epochs} epochs, metric {spec.metric} ({spec.mode})")
+    for i, point in enumerate(sample_points(spec, min(NUM_SAMPLES, spec.num_samples))):
+        cfg = trial_cfg(base_tree, point)
+        trial_splits = prepare_data(cfg, progress=False)  # reuses the cache when data settings match
+        step_s = probe_step_seconds(cfg, trial_splits)
+        steps = steps_per_epoch(cfg, len(trial_splits.train))
+        params = count_parameters(VUNet(cfg.model))
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_flat(point).items())
+        print(f"[{i}] {'baseline ' if i == 0 and spec.baseline else ''}{shown or '(no searched values)'}")
+        print(f"    {params / 1e6:.2f} M params, {step_s:.3f} s/step, {steps} steps/epoch -> ~{step_s * steps:.0f} s/epoch (training only), ~{step_s * steps * spec.max_epochs:.0f} s per full trial")
+    print("dry run ok: nothing was started")
+    return 0

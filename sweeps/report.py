@@ -1,0 +1,173 @@
+"""End-of-sweep summary: table of trials, best config YAML, results CSV, Optuna plots.
+
+The best trial is the one with the best last-reported objective among trials that
+completed or were stopped early (diverged and crashed trials never win). Its
+complete resolved config is written as `best_config.yaml`, with `best_trial.json`
+beside it (sweep, experiment and run ids) so `sweeps/train.py` can link the long
+training back to the trial it came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweeps.outcome import is_baseline, trial_state
+from sweeps.spec import SweepSpec
+from sweeps.trial_config import sampled_flat, trial_cfg
+from vunet_core import render_config
+
+TOP_ROWS = 10
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    state: str
+    epochs: int
+    metric: float
+    config: dict[str, Any]
+    train_s: float
+
+
+@dataclass
+class SweepReport:
+    spec: SweepSpec
+    rows: list[TrialRow]
+    wall_s: float
+    num_done: int
+    budget_exhausted: bool
+    best: TrialRow | None = None
+    baseline: TrialRow | None = None
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def train_s(self) -> float:
+        return sum(r.train_s for r in self.rows)
+
+
+def _row(trial: Any, max_epochs: int) -> TrialRow:
+    last = dict(trial.last_result or {})
+    state = trial_state(last, error=trial.status == "ERROR", max_epochs=max_epochs)
+    return TrialRow(
+        trial_id=str(trial.trial_id),
+        state=state,
+        epochs=int(last.get("training_iteration", 0)),
+        metric=float("nan"),
+        config=dict(trial.config),
+        train_s=float(last.get("time_total_s", 0.0)),
+    )
+
+
+def build_report(spec: SweepSpec, results: Any, base_tree: dict[str, Any], wall_s: float) -> SweepReport:
+    trials = list(results._experiment_analysis.trials)
+    rows = []
+    for trial in trials:
+        row = _row(trial, spec.max_epochs)
+        value = (trial.last_result or {}).get(spec.metric)
+        row.metric = float(value) if isinstance(value, (int, float)) else float("nan")
+        rows.append(row)
+    done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    budget = spec.time_budget_s is not None and wall_s >= spec.time_budget_s * 0.98
+    report = SweepReport(spec, rows, wall_s, done, budget)
+    eligible = [r for r in rows if r.state in ("completed", "early_stopped") and math.isfinite(r.metric)]
+    sign = 1.0 if spec.mode == "min" else -1.0
+    report.best = min(eligible, key=lambda r: sign * r.metric, default=None)
+    report.baseline = next((r for r, t in zip(rows, trials, strict=True) if is_baseline(t)), None)
+    return report
+
+
+def write_report(report: SweepReport, sweep_dir: Path, base_tree: dict[str, Any], record: dict[str, Any]) -> list[Path]:
+    """results.csv, best_config.yaml, best_trial.json and Optuna plots in the sweep dir."""
+    files = [_write_csv(report, sweep_dir / "results.csv")]
+    if report.best is not None:
+        best = sweep_dir / "best_config.yaml"
+        best.write_text(render_config(trial_cfg(base_tree, report.best.config)))
+        meta = sweep_dir / "best_trial.json"
+        meta.write_text(json.dumps(record, indent=1))
+        files += [best, meta]
+    files += _optuna_plots(report.spec, sweep_dir)
+    report.files = files
+    return files
+
+
+def _write_csv(report: SweepReport, path: Path) -> Path:
+    params = sorted({k for r in report.rows for k in sampled_flat(r.config)})
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["trial_id", "state", "epochs", report.spec.metric, "train_s", *params])
+        for r in report.rows:
+            flat = sampled_flat(r.config)
+            w.writerow([r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2), *(flat.get(p, "") for p in params)])
+    return path
+
+
+def _optuna_plots(spec: SweepSpec, sweep_dir: Path) -> list[Path]:
+    """Optimization history, parameter importances, parallel coordinates (those that apply)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    from sweeps.tuner import study_storage
+
+    study = optuna.load_study(study_name=spec.name, storage=study_storage(sweep_dir))
+    out = []
+    plots = {
+        "optimization_history": ovm.plot_optimization_history,
+        "param_importances": ovm.plot_param_importances,
+        "parallel_coordinate": ovm.plot_parallel_coordinate,
+    }
+    for name, plot in plots.items():
+        try:
+            ax = plot(study)
+        except Exception:  # noqa: BLE001 - e.g. importances need >= 2 finished trials with varied params
+            continue
+        fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+        path = sweep_dir / f"{name}.png"
+        fig.set_size_inches(9, 5)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        matplotlib.pyplot.close(fig)
+        out.append(path)
+    return out
+
+
+def format_table(report: SweepReport) -> str:
+    sign = 1.0 if report.spec.mode == "min" else -1.0
+    rows = sorted(report.rows, key=lambda r: sign * r.metric if math.isfinite(r.metric) else math.inf)
+    params = sorted({k for r in rows for k in sampled_flat(r.config)})
+    head = ["trial", report.spec.metric, "epochs", "state", *params]
+    lines = [head]
+    for r in rows[:TOP_ROWS]:
+        flat = sampled_flat(r.config)
+        lines.append([r.trial_id, f"{r.metric:.4g}", str(r.epochs), r.state, *(_fmt(flat.get(p)) for p in params)])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def print_report(report: SweepReport, sweep_dir: Path) -> None:
+    spec = report.spec
+    concurrency = max(1, spec.max_concurrent_trials)
+    fraction = report.train_s / max(1e-9, report.wall_s * concurrency)
+    print(f"\nsweep {spec.name}: {len(report.rows)} trials in {report.wall_s:.0f} s wall, {report.train_s:.0f} s of trial training (compute fraction {fraction:.2f})")
+    print(format_table(report))
+    if report.baseline is not None:
+        print(f"baseline ({report.baseline.trial_id}): {spec.metric} = {report.baseline.metric:.4g}")
+    if report.best is None:
+        print("no trial finished with a finite objective; nothing to reuse")
+        return
+    print(f"best ({report.best.trial_id}): {spec.metric} = {report.best.metric:.4g}")
+    print(f"best config: {sweep_dir / 'best_config.yaml'}")
+    print(f"reuse it:    python sweeps/train.py {sweep_dir / 'best_config.yaml'} training/num_epochs 50")

@@ -1,0 +1,138 @@
+"""MLflow tracking: the store, the sweep's experiment and parent run, one child run per trial.
+
+Everything is logged from the driver: :class:`MlflowTrialLogger` is a Ray Tune
+callback that turns what trials report and checkpoint into MLflow runs, so trials
+on other machines need no MLflow access and a trial killed by the scheduler loses
+nothing (its last report and checkpoint already reached the driver). Child runs
+are found again by their `ray_trial_id` tag, so a resumed sweep continues the same
+runs instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+TRIAL_ID_TAG = "ray_trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+STATE_TAG = "trial_state"
+METRIC_PREFIXES = ("train/", "val/", "time/", "perf/")
+MAX_BATCH = 100
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message says what to fix."""
+
+
+def tracking_uri(cwd: Path | None = None) -> str:
+    """MLFLOW_TRACKING_URI when set, else an SQLite store `mlflow.db` at an absolute path in `cwd`."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if env:
+        return env
+    return f"sqlite:///{(cwd or Path.cwd()).resolve() / 'mlflow.db'}"
+
+
+def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (before any trial) when an HTTP tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
+            if resp.status >= 400:
+                raise TrackingError(f"MLflow tracking server {uri} answered {resp.status}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it or unset MLFLOW_TRACKING_URI"
+        ) from None
+
+
+def code_version(root: Path) -> str:
+    """The git commit of the project, or 'unknown'."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:
+    """The experiment id for `name`, created once (restored when it was deleted)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return str(exp.experiment_id)
+    location = (artifact_root / name).resolve().as_uri() if artifact_root is not None else None
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    items = [Param(k, _param_str(v)) for k, v in params.items()]
+    for i in range(0, len(items), MAX_BATCH):
+        client.log_batch(run_id, params=items[i : i + MAX_BATCH])
+
+
+def _param_str(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+    """Numeric, finite metrics with a known prefix, all at `step`."""
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, step)
+        for k, v in metrics.items()
+        if k.startswith(METRIC_PREFIXES) and isinstance(v, (int, float)) and math.isfinite(float(v))
+    ]
+    for i in range(0, len(items), MAX_BATCH):
+        client.log_batch(run_id, metrics=items[i : i + MAX_BATCH])
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def find_child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """ray trial id -> MLflow run id of the parent's existing child runs."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000)
+    return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
+
+
+def log_checkpoint_files(client: MlflowClient, run_id: str, ckpt_dir: Path) -> int | None:
+    """Log a trial checkpoint's sample grid (image series) and eval outputs; returns its epoch."""
+    meta_file = ckpt_dir / "meta.json"
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    epoch = int(meta["epoch"])
+    grid = ckpt_dir / "samples.png"
+    if grid.is_file():
+        from PIL import Image
+
+        with Image.open(grid) as img:
+            client.log_image(run_id, img.convert("RGB"), key="samples", step=epoch)
+        client.log_artifact(run_id, str(grid), artifact_path=f"samples/epoch_{epoch:04d}")
+    eval_dir = ckpt_dir / "eval"
+    if eval_dir.is_dir():
+        client.log_artifacts(run_id, str(eval_dir), artifact_path=f"eval/epoch_{epoch:04d}")
+    return epoch
+
+
+def terminate_open_runs(client: MlflowClient, run_ids: Iterable[str], status: str, tags: Mapping[str, Any]) -> None:
+    """End runs still RUNNING (e.g. on Ctrl-C) so none is left open."""
+    for run_id in run_ids:
+        if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
+            set_tags(client, run_id, tags)
+            client.set_terminated(run_id, status=status)

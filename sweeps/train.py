@@ -1,0 +1,101 @@
+"""`python sweeps/train.py best_config.yaml [PATH VALUE ...]`: one long, tracked training.
+
+Runs the core single training (`vunet_core.train_epochs`) on a config file, usually
+a sweep's `best_config.yaml`, and tracks it as an MLflow run: in the source sweep's
+experiment with tags linking the sweep and trial when `best_trial.json` lies beside
+the config, else in an experiment named after `training/name`. Params are the
+resolved config under `/`-path names, metrics are logged per epoch, the sample grid
+as an image series, eval outputs and the final checkpoint as artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python sweeps/train.py`: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sweeps.tracking import TrackingError, check_tracking, ensure_experiment, log_metrics, log_params, set_tags, tracking_uri  # noqa: E402
+from vunet_core import Config, ConfigError, PathsError, flat_config, parse_overrides, render_config, resolve_config  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vunet-sweep-train", description="Train one VUNet from a config, tracked in MLflow.")
+    p.add_argument("config", help="config YAML, e.g. sweeps_out/kl_ramp/best_config.yaml")
+    p.add_argument("--runs-dir", default="runs", help="where the run directory is created (default: runs)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: the source sweep's, else training/name)")
+    return p
+
+
+def source_record(config_path: Path) -> dict[str, Any]:
+    """best_trial.json beside the config (written by the sweep), or {}."""
+    meta = config_path.resolve().parent / "best_trial.json"
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = resolve_config([args.config], {"training/progress": True, **parse_overrides(rest)})
+        from vunet_core.training import check_inputs
+
+        check_inputs(cfg)
+        uri = tracking_uri()
+        check_tracking(uri)
+    except (ConfigError, PathsError, TrackingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return train_tracked(cfg, Path(args.config), Path(args.runs_dir), uri, args.experiment)
+
+
+def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, experiment: str | None) -> int:
+    from mlflow import MlflowClient
+    from PIL import Image
+
+    from vunet_core import train_epochs
+
+    record = source_record(config_path)
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment(client, experiment or record.get("sweep") or cfg.training.name)
+    tags = {"role": "single_training", "config_file": str(config_path.resolve())}
+    if record:
+        tags.update({"source_sweep": record["sweep"], "source_trial_id": record["trial_id"], "source_run_id": record["run_id"]})
+    run_dir = (runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.training.name}").resolve()
+    run_id = str(client.create_run(experiment_id, tags=tags, run_name=f"train {cfg.training.name}").info.run_id)
+    log_params(client, run_id, flat_config(cfg))
+    client.log_text(run_id, render_config(cfg), "config.yaml")
+    print(render_config(cfg), flush=True)
+    print(f"run directory: {run_dir}\nMLflow: {uri} run {run_id}", flush=True)
+    status = "FAILED"
+    try:
+        for result in train_epochs(cfg, run_dir):
+            log_metrics(client, run_id, result.metrics, result.epoch)
+            with Image.open(result.sample_grid) as img:
+                client.log_image(run_id, img.convert("RGB"), key="samples", step=result.epoch)
+            if result.eval_dir is not None:
+                client.log_artifacts(run_id, str(result.eval_dir), artifact_path=f"eval/epoch_{result.epoch:04d}")
+            shown = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in ("val/transfer/l1", "val/loss/total") if k in result.metrics)
+            print(f"epoch {result.epoch}/{cfg.training.num_epochs}: {shown}", flush=True)
+        client.log_artifact(run_id, str(result.checkpoint), artifact_path="checkpoints")
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        print(f"interrupted; continue with: vunet-train -p {run_dir} -t", file=sys.stderr)
+        return 130
+    finally:
+        set_tags(client, run_id, {"run_dir": str(run_dir)})
+        client.set_terminated(run_id, status=status)
+    print(f"done: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Ray Tune wiring: OptunaSearch (TPE, SQLite study), scheduler, resources, storage, failures.
+
+The Optuna study lives in `<sweep dir>/optuna.db` (open it with
+`optuna-dashboard sqlite:///<sweep dir>/optuna.db`); Tune's experiment state lives in
+`<sweep dir>/tune/`, which is what `--resume` restores (searcher state included, so
+finished trials are not run again).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.space import baseline_point, define_by_run, make_sampler
+from sweeps.spec import SweepSpec
+from sweeps.trainable import run_trial
+
+TUNE_DIR_NAME = "tune"
+STUDY_FILE = "optuna.db"
+
+
+def study_storage(sweep_dir: Path) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}")
+
+
+def make_searcher(spec: SweepSpec, sweep_dir: Path) -> OptunaSearch:
+    points = [baseline_point(spec)] if spec.baseline and baseline_point(spec) else None
+    return OptunaSearch(
+        space=define_by_run(spec),
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=points,
+        sampler=make_sampler(spec),
+        study_name=spec.name,
+        storage=study_storage(sweep_dir),
+    )
+
+
+def make_scheduler(spec: SweepSpec) -> TrialScheduler:
+    if spec.scheduler.type == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=spec.max_epochs,
+        grace_period=spec.scheduler.grace_period,
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+
+
+def make_trainable(spec: SweepSpec, base_tree: dict[str, Any]) -> Any:
+    resources = {"cpu": spec.cpu, "gpu": spec.gpu}
+    bound = tune.with_parameters(run_trial, base_tree=base_tree, metric=spec.metric, mode=spec.mode)
+    return tune.with_resources(bound, resources)
+
+
+def run_config(spec: SweepSpec, sweep_dir: Path, callbacks: list[tune.Callback]) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=TUNE_DIR_NAME,
+        storage_path=str(sweep_dir.resolve()),
+        failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=callbacks,
+        verbose=1,
+    )
+
+
+def new_tuner(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]) -> tune.Tuner:
+    return tune.Tuner(
+        make_trainable(spec, base_tree),
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=make_searcher(spec, sweep_dir),
+            scheduler=make_scheduler(spec),
+            num_samples=spec.num_samples,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            time_budget_s=spec.time_budget_s,
+        ),
+        run_config=run_config(spec, sweep_dir, callbacks),
+    )
+
+
+def restored_tuner(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]) -> tune.Tuner:
+    """Continue an interrupted sweep: unfinished trials resume, finished and crashed ones stay."""
+    path = str((sweep_dir / TUNE_DIR_NAME).resolve())
+    tuner = tune.Tuner.restore(path, trainable=make_trainable(spec, base_tree), resume_unfinished=True, resume_errored=False)
+    # Callbacks are not part of the saved state; re-attach the MLflow logger.
+    tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
+    return tuner
+
+
+def can_resume(sweep_dir: Path) -> bool:
+    return tune.Tuner.can_restore(str((sweep_dir / TUNE_DIR_NAME).resolve()))

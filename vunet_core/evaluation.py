@@ -1,0 +1,184 @@
+"""Validation pass: unweighted losses, appearance-transfer metrics, eval outputs on disk.
+
+One pass over the whole validation split, in its fixed order, with no parameter
+update. For each validation pair (appearance image A of person P, pose and target
+B = P in another pose) it computes
+
+- the reconstruction of B from its own crops (train routing, dropout off, spec §5.3)
+  and every loss term on it, unweighted (`val/loss/<term>`), plus the total with the
+  current step's weights (`val/loss/total`);
+- the transfer A -> pose(B) in `transfer` mode and its error against the ground
+  truth B: `val/transfer/l1` (mean |x_hat - x| on [-1, 1] images), `val/transfer/ssim`
+  (on [0, 1] images) and `val/transfer/perceptual` when VGG weights are configured.
+
+With an output directory it also writes the per-example images and losses as a
+dataset (`eval/epoch_NNNN/index.json` + PNGs) that :func:`load_eval_outputs` reads
+back. Posterior sampling noise is drawn from a fixed seed inside a forked RNG, so
+validation is repeatable and never disturbs the training RNG stream.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from vunet_core.config import LOSS_TERMS, Config
+from vunet_core.data import Batch, PairDataset, iterate_batches
+from vunet_core.losses import compute_terms, loss_weights
+from vunet_core.model import VUNet
+from vunet_core.perceptual import PerceptualLoss
+
+IMAGE_KINDS = ("appearance", "pose", "target", "reconstruction", "transfer")
+VALIDATION_SEED = 1234
+
+
+@dataclass
+class EvalOutputs:
+    """Eval outputs read back from disk: images (N, H, W, 3) uint8 per kind, per-example losses."""
+
+    keys: list[str]
+    images: dict[str, np.ndarray]
+    losses: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8 RGB."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def transfer_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """Per-instance (B,) transfer errors against ground truth."""
+    l1 = (pred - target).abs().flatten(1).mean(1)  # (B, 3, H, W) -> (B,)
+    pred01 = ((pred.float() + 1) / 2).clamp(0, 1)
+    ssim = structural_similarity_index_measure(pred01, (target.float() + 1) / 2, data_range=1.0, reduction="none")
+    return {"l1": l1, "ssim": torch.as_tensor(ssim).reshape(-1)}
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    return Batch(
+        pose=batch.pose.to(device),
+        appearance=batch.appearance.to(device),
+        target=batch.target.to(device),
+        appearance_image=batch.appearance_image,
+        keys=batch.keys,
+    )
+
+
+def _paired_batches(val: PairDataset, recon: PairDataset, batch_size: int) -> Iterator[tuple[Batch, Batch]]:
+    yield from zip(
+        iterate_batches(val, batch_size, shuffle=False), iterate_batches(recon, batch_size, shuffle=False), strict=True
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: VUNet,
+    val: PairDataset,
+    recon: PairDataset,
+    cfg: Config,
+    step: int,
+    perceptual: PerceptualLoss | None,
+    device: torch.device,
+    out_dir: Path | None = None,
+) -> dict[str, float]:
+    """Validation metrics over the whole split; eval outputs under `out_dir` when given."""
+    was_training = model.training
+    model.eval()
+    terms = [t for t in LOSS_TERMS if t != "perceptual" or perceptual is not None]
+    weights = loss_weights(cfg.losses, step)
+    per_example: dict[str, list[Tensor]] = defaultdict(list)
+    writer = _EvalWriter(out_dir, cfg.eval.max_examples) if out_dir is not None else None
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(VALIDATION_SEED)
+        for pair, own in _paired_batches(val, recon, cfg.training.val_batch_size):
+            pair, own = _to_device(pair, device), _to_device(own, device)
+            rec = model(own.pose, own.appearance, mode="train")
+            values = compute_terms(terms, own.target, rec, perceptual)
+            values["total"] = sum((weights[t] * values[t] for t in terms), torch.zeros_like(values[terms[0]]))
+            moved = model(pair.pose, pair.appearance, mode="transfer")
+            metrics = transfer_metrics(moved.image, pair.target)
+            if perceptual is not None:
+                metrics["perceptual"] = perceptual(moved.image, pair.target)
+            for name, v in values.items():
+                per_example[f"val/loss/{name}"].append(v.float().cpu())
+            for name, v in metrics.items():
+                per_example[f"val/transfer/{name}"].append(v.float().cpu())
+            if writer is not None:
+                writer.add(pair, rec.image, moved.image, {k: v[-1] for k, v in per_example.items()})
+    model.train(was_training)
+    if writer is not None:
+        writer.finish(step)
+    return {name: float(torch.cat(chunks).mean()) for name, chunks in per_example.items()}
+
+
+class _EvalWriter:
+    """Writes per-example PNGs and collects per-example losses for index.json / losses.csv."""
+
+    def __init__(self, out_dir: Path, max_examples: int) -> None:
+        self.out_dir = out_dir
+        self.max_examples = max_examples or None
+        self.rows: list[dict[str, Any]] = []
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, pair: Batch, reconstruction: Tensor, transfer: Tensor, losses: dict[str, Tensor]) -> None:
+        images = {
+            "appearance": to_uint8(pair.appearance_image),
+            "pose": to_uint8(pair.pose),
+            "target": to_uint8(pair.target),
+            "reconstruction": to_uint8(reconstruction),
+            "transfer": to_uint8(transfer),
+        }
+        for i, key in enumerate(pair.keys):
+            if self.max_examples is not None and len(self.rows) >= self.max_examples:
+                return
+            n = len(self.rows)
+            row: dict[str, Any] = {"key": key}
+            for kind, arr in images.items():
+                name = f"{n:05d}_{kind}.png"
+                cv2.imwrite(str(self.out_dir / name), cv2.cvtColor(arr[i], cv2.COLOR_RGB2BGR))
+                row[kind] = name
+            row["losses"] = {k: float(v[i]) for k, v in losses.items()}
+            self.rows.append(row)
+
+    def finish(self, step: int) -> None:
+        index = {"step": step, "image_kinds": list(IMAGE_KINDS), "examples": self.rows}
+        (self.out_dir / "index.json").write_text(json.dumps(index, indent=1))
+        names = sorted({k for r in self.rows for k in r["losses"]})
+        with open(self.out_dir / "losses.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["key", *names])
+            for r in self.rows:
+                w.writerow([r["key"], *(r["losses"][n] for n in names)])
+
+
+def load_eval_outputs(path: str | Path) -> EvalOutputs:
+    """Read an `eval/epoch_NNNN/` directory back as arrays and per-example losses."""
+    root = Path(path)
+    index_file = root / "index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{root}: no eval outputs (index.json missing)")
+    index = json.loads(index_file.read_text())
+    rows = index["examples"]
+    images = {}
+    for kind in index["image_kinds"]:
+        frames = [cv2.cvtColor(cv2.imread(str(root / r[kind]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for r in rows]
+        images[kind] = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+    names = sorted({k for r in rows for k in r["losses"]})
+    losses = {n: np.array([r["losses"][n] for r in rows], dtype=np.float64) for n in names}
+    return EvalOutputs(keys=[r["key"] for r in rows], images=images, losses=losses, meta={"step": index["step"]})

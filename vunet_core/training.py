@@ -1,0 +1,276 @@
+"""Per-epoch training and validation: the seam between vunet_core and its callers.
+
+:func:`train_epochs` is a generator yielding one :class:`EpochResult` per epoch:
+it trains over the train split (Adam with the original betas and LR schedule,
+dropout, data-dependent init on a fresh start, loss weights ramped from the global
+step), then validates over the whole validation split with no update, writes the
+epoch's sample grid, eval outputs and checkpoint, and yields the metrics. The sweep
+trainable loops over it and reports; the single-training CLI loops and prints; a
+test takes two epochs with ``itertools.islice``. Nothing is logged anywhere but the
+run directory: who sends the metrics where is the caller's business.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vunet_core.checkpoint import CHECKPOINT_NAME, TrainingState, read_checkpoint, restore, save_checkpoint
+from vunet_core.config import Config, OptimizerConfig, render_config
+from vunet_core.data import Batch, PairDataset, Splits, check_data, iterate_batches, prepare_data
+from vunet_core.evaluation import evaluate
+from vunet_core.grids import sample_grid, save_grid
+from vunet_core.losses import compute_losses, loss_weights
+from vunet_core.model import VUNet
+from vunet_core.perceptual import PerceptualLoss, check_vgg_weights
+
+
+class DivergedError(RuntimeError):
+    """A loss became non-finite; the sweep records such trials as diverged."""
+
+    def __init__(self, step: int, term: str, value: float) -> None:
+        super().__init__(f"loss {term} became non-finite ({value}) at step {step}")
+        self.step, self.term, self.value = step, term, value
+
+
+@dataclass
+class EpochResult:
+    epoch: int  # 1-based number of the epoch just finished
+    step: int  # optimizer steps completed so far
+    metrics: dict[str, float]
+    sample_grid: Path
+    eval_dir: Path | None
+    checkpoint: Path
+
+
+def lr_at(step: int, opt: OptimizerConfig) -> float:
+    """Flat `lr` until lr_decay_begin, then linear to lr_end at lr_decay_end (spec §7.1)."""
+    if step <= opt.lr_decay_begin or opt.lr_decay_end <= opt.lr_decay_begin:
+        return opt.lr if step <= opt.lr_decay_end else opt.lr_end
+    frac = min(1.0, (step - opt.lr_decay_begin) / (opt.lr_decay_end - opt.lr_decay_begin))
+    return opt.lr + (opt.lr_end - opt.lr) * frac
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training/device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def steps_per_epoch(cfg: Config, num_train: int) -> int:
+    return cfg.training.steps_per_epoch or math.ceil(num_train / cfg.training.batch_size)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_batches(train: PairDataset, cfg: Config, epoch: int, skip: int) -> Iterator[Batch]:
+    """This epoch's batches: passes over a permutation seeded by (seed, epoch), wrapped."""
+    rng = np.random.default_rng([cfg.training.seed % 2**32, epoch])
+    total = steps_per_epoch(cfg, len(train))
+    done = 0
+    while done < total:
+        for batch in iterate_batches(train, cfg.training.batch_size, shuffle=True, rng=rng, wrap=True):
+            if done >= total:
+                return
+            if done >= skip:
+                yield batch
+            done += 1
+
+
+class _Run:
+    """Model, optimizer, data and counters of one training run."""
+
+    def __init__(self, cfg: Config, out_dir: Path, resume: Path | None, progress: bool) -> None:
+        self.out_dir = out_dir
+        self.progress = progress
+        payload = read_checkpoint(resume) if resume is not None else None
+        self.cfg = cfg
+        if cfg.training.num_threads:
+            torch.set_num_threads(cfg.training.num_threads)
+        _seed_everything(cfg.training.seed)
+        self.device = select_device(cfg.training.device)
+        self.splits: Splits = prepare_data(cfg, progress=progress)
+        self.model = VUNet(cfg.model).to(self.device)
+        if cfg.training.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        p = cfg.losses.perceptual
+        self.perceptual = PerceptualLoss(p).to(self.device) if p.vgg_weights else None
+        o = cfg.optimizer
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+        if payload is not None:
+            self.state = restore(payload, self.model, self.optimizer)
+            self.state.config = cfg
+        else:
+            self.state = TrainingState(step=0, epoch=0, steps_into_epoch=0, config=cfg)
+            self._data_dependent_init()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(render_config(cfg))
+
+    def _data_dependent_init(self) -> None:
+        """Spec §2.2: one train-mode pass on init_batches * batch_size training images."""
+        n = min(len(self.splits.train), self.cfg.training.init_batches * self.cfg.training.batch_size)
+        idx = np.random.default_rng([self.cfg.training.seed % 2**32, 2**31]).permutation(len(self.splits.train))[:n]
+        batch = self.splits.train.batch(idx)
+        self.model.train()
+        self.model.data_dependent_init(self._x(batch.pose), self._x(batch.appearance))
+
+    def _x(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.cfg.training.channels_last else t
+
+    def _autocast(self) -> torch.autocast | nullcontext[None]:
+        if self.cfg.training.bf16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.out_dir / "checkpoints" / CHECKPOINT_NAME, self.model, self.optimizer, self.state)
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        step = self.state.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, self.cfg.optimizer)
+        with self._autocast():
+            out = self.model(self._x(batch.pose), self._x(batch.appearance), mode="train")
+            losses = compute_losses(self.cfg.losses, step, self._x(batch.target), out, self.perceptual)
+        values = {name: float(v.detach()) for name, v in losses["batch"].items()}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                bad = next((n for n, v in values.items() if n != "total" and not math.isfinite(v)), name)
+                raise DivergedError(step, bad, values[bad])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["batch"]["total"].backward()
+        if self.cfg.optimizer.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optimizer.grad_clip_norm)
+        self.optimizer.step()
+        self.state.step += 1
+        return values
+
+    def train_epoch(self) -> dict[str, float]:
+        cfg, epoch = self.cfg, self.state.epoch
+        total = steps_per_epoch(cfg, len(self.splits.train))
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        data_s = 0.0
+        self.model.train()
+        start = time.perf_counter()
+        batches = _epoch_batches(self.splits.train, cfg, epoch, self.state.steps_into_epoch)
+        bar = tqdm(total=total, initial=self.state.steps_into_epoch, desc=f"epoch {epoch + 1}", disable=not self.progress)
+        try:
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                data_s += time.perf_counter() - t0
+                if batch is None:
+                    break
+                for name, value in self.train_step(batch).items():
+                    sums[name] += value
+                    counts[name] += 1
+                self.state.steps_into_epoch += 1
+                bar.update(1)
+                bar.set_postfix(total=f"{sums['total'] / counts['total']:.4g}", refresh=False)
+        except KeyboardInterrupt:
+            self.checkpoint()  # Ctrl-C: keep what was trained; resuming continues mid-epoch exactly
+            raise
+        finally:
+            bar.close()
+        train_s = time.perf_counter() - start
+        steps = max(1, self.state.steps_into_epoch)
+        metrics = {f"train/loss/{k}": sums[k] / counts[k] for k in sums}
+        metrics.update({f"train/weight/{k}": w for k, w in loss_weights(cfg.losses, self.state.step).items()})
+        metrics["train/lr"] = lr_at(self.state.step, cfg.optimizer)
+        metrics["perf/train_img_per_s"] = steps * cfg.training.batch_size / max(train_s, 1e-9)
+        metrics["time/data_fraction"] = data_s / max(train_s, 1e-9)
+        return metrics
+
+    def write_eval(self, epoch_number: int) -> bool:
+        every = self.cfg.eval.every_n_epochs
+        last = epoch_number == self.cfg.training.num_epochs
+        return last or (every > 0 and epoch_number % every == 0)
+
+
+def train_epochs(
+    cfg: Config, out_dir: str | Path, *, resume: str | Path | None = None, progress: bool | None = None
+) -> Iterator[EpochResult]:
+    """Train `cfg.training.num_epochs` epochs (continuing from `resume`), yielding each epoch's result."""
+    out = Path(out_dir).resolve()
+    run = _Run(cfg, out, Path(resume) if resume is not None else None, cfg.training.progress if progress is None else progress)
+    while run.state.epoch < cfg.training.num_epochs:
+        epoch_start = time.perf_counter()
+        metrics = run.train_epoch()
+        number = run.state.epoch + 1
+        eval_dir = out / "eval" / f"epoch_{number:04d}" if run.write_eval(number) else None
+        metrics.update(
+            evaluate(run.model, run.splits.val, run.splits.val_recon, cfg, run.state.step, run.perceptual, run.device, eval_dir)
+        )
+        grid = sample_grid(run.model, run.splits.val, run.splits.val_recon, cfg.eval.num_grid_examples, run.device)
+        grid_path = save_grid(grid, out / "samples" / f"epoch_{number:04d}.png")
+        run.state.epoch, run.state.steps_into_epoch = number, 0
+        metrics["time/epoch_s"] = time.perf_counter() - epoch_start
+        ckpt = run.checkpoint()
+        with open(out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"epoch": number, "step": run.state.step, **metrics}) + "\n")
+        yield EpochResult(number, run.state.step, metrics, grid_path, eval_dir, ckpt)
+
+
+
+def check_inputs(cfg: Config) -> None:
+    """Cheap checks of everything a run reads (dataset, VGG weights) before compute starts."""
+    check_data(cfg)
+    if cfg.losses.perceptual.vgg_weights:
+        check_vgg_weights(cfg.losses.perceptual.vgg_weights)
+
+
+def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, float]]:
+    """Evaluate a checkpoint on `cfg`'s validation split; eval outputs next to the checkpoint's run."""
+    payload = read_checkpoint(checkpoint)
+    _seed_everything(cfg.training.seed)
+    device = select_device(cfg.training.device)
+    splits = prepare_data(cfg, progress=cfg.training.progress)
+    model = VUNet(cfg.model).to(device)
+    state = restore(payload, model, None, restore_rng=False)
+    p = cfg.losses.perceptual
+    perceptual = PerceptualLoss(p).to(device) if p.vgg_weights else None
+    out_dir = checkpoint.resolve().parent.parent / "eval" / f"step_{state.step:07d}"
+    metrics = evaluate(model, splits.val, splits.val_recon, cfg, state.step, perceptual, device, out_dir)
+    return out_dir, metrics
+
+
+def probe_step_seconds(cfg: Config, splits: Splits, repeats: int = 2) -> float:
+    """Seconds of one training step for `cfg` (model built and initialized; for --dry-run estimates)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = _Run.__new__(_Run)
+        run.cfg, run.out_dir, run.progress, run.splits = cfg, Path(tmp), False, splits
+        run.device = select_device(cfg.training.device)
+        torch.manual_seed(cfg.training.seed)
+        run.model = VUNet(cfg.model).to(run.device)
+        p = cfg.losses.perceptual
+        run.perceptual = PerceptualLoss(p).to(run.device) if p.vgg_weights else None
+        o = cfg.optimizer
+        run.optimizer = torch.optim.Adam(run.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+        run.state = TrainingState(step=0, epoch=0, steps_into_epoch=0, config=cfg)
+        run._data_dependent_init()
+        batch = next(_epoch_batches(splits.train, cfg, 0, 0))
+        run.train_step(batch)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run.train_step(batch)
+        return (time.perf_counter() - start) / repeats
