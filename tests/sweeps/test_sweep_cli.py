@@ -1,0 +1,154 @@
+"""The real sweep CLI end to end (Ray, Optuna, MLflow on temporary directories).
+
+One smoke sweep runs per module and several tests read what it left: the sweep
+directory, `best_config.yaml`, and the MLflow store (parent run, one child per trial,
+params, per-epoch metrics, image series, eval outputs, final states).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from vunet_core import config_from_tree
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = [sys.executable, str(ROOT / "sweeps" / "run.py")]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def sweep_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    return {**env, "RAY_USAGE_STATS_ENABLED": "0", **extra}
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 400, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RUN, *args], cwd=cwd, env=sweep_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def client_for(cwd: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+
+
+def children(client: MlflowClient, sweep: str) -> tuple[Any, list[Any]]:
+    exp = client.get_experiment_by_name(sweep)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    assert len(parents) == 1
+    kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], kids
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    cwd = tmp_path_factory.mktemp("smoke")
+    out = run_cli([str(SMOKE)], cwd)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return cwd, out
+
+
+def test_smoke_sweep_completes_with_baseline_and_best_config(smoke: tuple[Path, Any]) -> None:
+    cwd, out = smoke
+    sweep_dir = cwd / "sweeps_out" / "smoke"
+    best = sweep_dir / "best_config.yaml"
+    cfg = config_from_tree(yaml.safe_load(best.read_text()))
+    assert cfg.model.spatial_size == 32 and cfg.training.num_epochs == 2
+    assert "baseline (" in out.stdout and f"reuse it:    python sweeps/train.py {best}" in out.stdout
+    rows = (sweep_dir / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and all(",completed," in r for r in rows[1:])
+    assert (sweep_dir / "optuna.db").is_file() and (sweep_dir / "optimization_history.png").is_file()
+
+
+def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
+    cwd, _ = smoke
+    client = client_for(cwd)
+    parent, kids = children(client, "smoke")
+    assert len(kids) == 2
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"best_config.yaml", "results.csv", "search_space.yaml", "base_config.yaml"} <= parent_files
+    assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"]
+    assert sum(k.data.tags["baseline"] == "true" for k in kids) == 1
+    for kid in kids:
+        run_id = kid.info.run_id
+        assert kid.info.status == "FINISHED" and kid.data.tags["trial_state"] == "completed"
+        assert kid.data.params["losses/KL/end_ramp_val"] and kid.data.params["model/spatial_size"] == "32"
+        assert kid.data.tags["sampled_params"] == "losses/KL/end_ramp_val,losses/color_L2/weight"
+        history = client.get_metric_history(run_id, "val/transfer/l1")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert {a.path for a in client.list_artifacts(run_id, "eval")} == {"eval/epoch_0001", "eval/epoch_0002"}
+        eval_files = {Path(a.path).name for a in client.list_artifacts(run_id, "eval/epoch_0002")}
+        assert {"index.json", "losses.csv", "00000_transfer.png"} <= eval_files
+        images = [a.path for a in client.list_artifacts(run_id, "images")]
+        assert sum(p.endswith(".png") and "+step+" in p for p in images) == 2  # an image series, one per epoch
+    runs = client.search_runs([parent.info.experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_best_config_trains_as_tracked_single_run(smoke: tuple[Path, Any]) -> None:
+    cwd, _ = smoke
+    best = cwd / "sweeps_out" / "smoke" / "best_config.yaml"
+    record = json.loads((best.parent / "best_trial.json").read_text())
+    cmd = [sys.executable, str(ROOT / "sweeps" / "train.py"), str(best), "training/num_epochs", "1"]
+    out = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = client_for(cwd)
+    exp = client.get_experiment_by_name("smoke")
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.role = 'single_training'")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["source_trial_id"] == record["trial_id"] and run.data.tags["source_run_id"] == record["run_id"]
+    trial_first = [m.value for m in client.get_metric_history(record["run_id"], "val/transfer/l1") if m.step == 1]
+    single_first = [m.value for m in client.get_metric_history(run.info.run_id, "val/transfer/l1") if m.step == 1]
+    assert single_first[0] == pytest.approx(trial_first[0], rel=1e-3)
+
+
+def test_existing_sweep_dir_needs_resume(smoke: tuple[Path, Any]) -> None:
+    cwd, _ = smoke
+    out = run_cli([str(SMOKE)], cwd, timeout=120)
+    assert out.returncode == 2 and "already holds a sweep; add --resume" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name: x\nparameters: {losses/KL/end_ramp_vale: {distribution: uniform, min: 0, max: 1}}\n", "did you mean losses/KL/end_ramp_val"),
+        ("name: x\nparameters: {losses/KL/end_ramp_val: {distribution: uniform, min: 1, max: 0}}\n", "min"),
+        ("name: x\nmetric: {name: val/transfer/nope, mode: min}\n", "val/transfer/nope"),
+        ("name: x\nparameters: {\n", "line"),
+    ],
+)
+def test_bad_spec_is_one_line_exit_2_nothing_written(tmp_path: Path, content: str, message: str) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(content)
+    out = run_cli([str(spec)], tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "sweeps_out").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_unreachable_tracking_server_stops_before_ray(tmp_path: Path) -> None:
+    out = run_cli([str(SMOKE)], tmp_path, timeout=120, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "MLflow tracking server http://127.0.0.1:9 is unreachable" in lines[0]
+    assert "Ray" not in out.stdout and not (tmp_path / "sweeps_out").exists()
+
+
+def test_dry_run_times_sampled_configs_and_writes_nothing_but_data(tmp_path: Path) -> None:
+    out = run_cli([str(SMOKE), "--dry-run"], tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "s/step" in out.stdout and "[0] baseline" in out.stdout and "[1]" in out.stdout
+    assert not (tmp_path / "sweeps_out").exists() and not (tmp_path / "mlflow.db").exists()
