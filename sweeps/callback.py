@@ -84,7 +84,9 @@ class MlflowTrialLogger(tune.Callback):
     def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._safely(self.run_id, trial)
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         step = int(result.get("training_iteration", 0))
         self._safely(lambda t: log_metrics(self.client, self.run_id_quiet(t), result, step), trial)
 
@@ -106,7 +108,9 @@ class MlflowTrialLogger(tune.Callback):
             run_id = self.run_id_quiet(t)
             tags: dict[str, Any] = {STATE_TAG: state}
             if state == "diverged":
-                tags["diverged_at"] = f"{t.last_result.get('diverged_term')} at step {t.last_result.get('diverged_step')}"
+                tags["diverged_at"] = (
+                    f"{t.last_result.get('diverged_term')} at step {t.last_result.get('diverged_step')}"
+                )
             if state == "crashed" and getattr(t, "error_file", None):
                 self.client.log_artifact(run_id, str(t.error_file), artifact_path="error")
             set_tags(self.client, run_id, tags)

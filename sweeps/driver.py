@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from sweeps.callback import MlflowTrialLogger
+from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, build_report, print_report, write_report
 from sweeps.spec import SweepSpec
 from sweeps.tracking import (
@@ -68,13 +70,17 @@ def preflight(spec: SweepSpec) -> tuple[dict[str, Any], str]:
 def _start_ray(address: str | None, num_cpus: int | None) -> None:
     import ray
 
+    # Tiny trials checkpoint every few seconds; Tune's "snapshotting too often" warning is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
 
 
-def _parent_run(client: MlflowClient, spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], resume: bool) -> tuple[str, str]:
+def _parent_run(
+    client: MlflowClient, spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], resume: bool
+) -> tuple[str, str]:
     """(experiment id, parent run id): created on a fresh sweep, reopened on --resume."""
     state_file = sweep_dir / SWEEP_STATE
     if resume and state_file.is_file():
@@ -82,17 +88,44 @@ def _parent_run(client: MlflowClient, spec: SweepSpec, sweep_dir: Path, base_tre
         client.update_run(state["parent_run_id"], status="RUNNING")
         return state["experiment_id"], state["parent_run_id"]
     experiment_id = ensure_experiment(client, spec.name)
-    tags = {"sweep_dir": str(sweep_dir), "metric": spec.metric, "mode": spec.mode, "mlflow.source.git.commit": code_version(Path(__file__).parent)}
-    run = client.create_run(experiment_id, tags={"sweep": spec.name, "role": "sweep", **tags}, run_name=f"sweep {spec.name}")
+    tags = {
+        "sweep_dir": str(sweep_dir),
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "mlflow.source.git.commit": code_version(Path(__file__).parent),
+    }
+    run = client.create_run(
+        experiment_id, tags={"sweep": spec.name, "role": "sweep", **tags}, run_name=f"sweep {spec.name}"
+    )
     run_id = str(run.info.run_id)
-    log_params(client, run_id, {"num_samples": spec.num_samples, "max_epochs": spec.max_epochs, "scheduler": spec.scheduler.type, "searched": ",".join(spec.parameters)})
+    log_params(
+        client,
+        run_id,
+        {
+            "num_samples": spec.num_samples,
+            "max_epochs": spec.max_epochs,
+            "scheduler": spec.scheduler.type,
+            "searched": ",".join(spec.parameters),
+        },
+    )
     client.log_text(run_id, spec.source_text, "search_space.yaml")
     client.log_text(run_id, render_config(config_from_tree(base_tree)), "base_config.yaml")
-    state_file.write_text(json.dumps({"experiment_id": experiment_id, "parent_run_id": run_id, "tracking_uri": client.tracking_uri}))
+    state_file.write_text(
+        json.dumps({"experiment_id": experiment_id, "parent_run_id": run_id, "tracking_uri": client.tracking_uri})
+    )
     return experiment_id, run_id
 
 
-def run_sweep(spec: SweepSpec, base_tree: dict[str, Any], uri: str, sweep_dir: Path, *, resume: bool, address: str | None, num_cpus: int | None) -> int:
+def run_sweep(
+    spec: SweepSpec,
+    base_tree: dict[str, Any],
+    uri: str,
+    sweep_dir: Path,
+    *,
+    resume: bool,
+    address: str | None,
+    num_cpus: int | None,
+) -> int:
     """Run the sweep to its end (or to Ctrl-C) and report; returns the exit code."""
     import ray
 
@@ -104,12 +137,17 @@ def run_sweep(spec: SweepSpec, base_tree: dict[str, Any], uri: str, sweep_dir: P
     client = MlflowClient(uri)
     experiment_id, parent_id = _parent_run(client, spec, sweep_dir, base_tree, resume)
     logger = MlflowTrialLogger(uri, experiment_id, parent_id, base_tree, spec.max_epochs)
+    callbacks = [logger, ProgressLines(spec.metric, spec.max_epochs)]
     print(f"sweep {spec.name}: {sweep_dir}\nMLflow: {uri} (experiment {spec.name}, parent run {parent_id})", flush=True)
     start = time.time()
     _start_ray(address, num_cpus)
     try:
         make = restored_tuner if resume else new_tuner
-        results = make(spec, sweep_dir, base_tree, [logger]).fit()
+        results = make(spec, sweep_dir, base_tree, callbacks).fit()
+    except BaseException:
+        # Never leave runs open: the parent and any trial still running end as FAILED.
+        terminate_open_runs(client, [*logger.runs.values(), parent_id], "FAILED", {"sweep_state": "failed"})
+        raise
     finally:
         ray.shutdown()
     wall = time.time() - start
@@ -119,7 +157,9 @@ def run_sweep(spec: SweepSpec, base_tree: dict[str, Any], uri: str, sweep_dir: P
         terminate_open_runs(client, logger.runs.values(), "KILLED", {STATE_TAG: "interrupted"})
         set_tags(client, parent_id, {"sweep_state": "interrupted"})
         client.set_terminated(parent_id, status="KILLED")
-        print(f"sweep interrupted after {report.num_done}/{spec.num_samples} trials; continue with:\n  python sweeps/run.py {spec.source_path} --resume --out-dir {sweep_dir.parent}")
+        print(
+            f"sweep interrupted after {report.num_done}/{spec.num_samples} trials; continue with:\n  python sweeps/run.py {spec.source_path} --resume --out-dir {sweep_dir.parent}"
+        )
         return 130
     record = _best_record(spec, report, logger.runs, experiment_id, parent_id)
     for f in write_report(report, sweep_dir, base_tree, record):
@@ -133,7 +173,9 @@ def run_sweep(spec: SweepSpec, base_tree: dict[str, Any], uri: str, sweep_dir: P
     return 0
 
 
-def _best_record(spec: SweepSpec, report: SweepReport, runs: dict[str, str], experiment_id: str, parent_id: str) -> dict[str, Any]:
+def _best_record(
+    spec: SweepSpec, report: SweepReport, runs: dict[str, str], experiment_id: str, parent_id: str
+) -> dict[str, Any]:
     """What best_trial.json says: where the best config came from."""
     best = report.best
     return {

@@ -39,15 +39,21 @@ def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
     from vunet_core.training import probe_step_seconds, steps_per_epoch
 
     prepare_data(config_from_tree(base_tree), progress=True)  # generate once, with progress
-    print(f"dry run of {spec.name}: {spec.num_samples} trials x up to {spec.max_epochs} epochs, metric {spec.metric} ({spec.mode})")
+    print(
+        f"dry run of {spec.name}: {spec.num_samples} trials x up to {spec.max_epochs} epochs, metric {spec.metric} ({spec.mode})"
+    )
     for i, point in enumerate(sample_points(spec, min(NUM_SAMPLES, spec.num_samples))):
         cfg = trial_cfg(base_tree, point)
         trial_splits = prepare_data(cfg, progress=False)  # reuses the cache when data settings match
         step_s = probe_step_seconds(cfg, trial_splits)
         steps = steps_per_epoch(cfg, len(trial_splits.train))
         params = count_parameters(VUNet(cfg.model))
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_flat(point).items())
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_flat(point).items()
+        )
         print(f"[{i}] {'baseline ' if i == 0 and spec.baseline else ''}{shown or '(no searched values)'}")
-        print(f"    {params / 1e6:.2f} M params, {step_s:.3f} s/step, {steps} steps/epoch -> ~{step_s * steps:.0f} s/epoch (training only), ~{step_s * steps * spec.max_epochs:.0f} s per full trial")
+        print(
+            f"    {params / 1e6:.2f} M params, {step_s:.3f} s/step, {steps} steps/epoch -> ~{step_s * steps:.0f} s/epoch (training only), ~{step_s * steps * spec.max_epochs:.0f} s per full trial"
+        )
     print("dry run ok: nothing was started")
     return 0

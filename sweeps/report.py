@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +104,9 @@ def _write_csv(report: SweepReport, path: Path) -> Path:
         w.writerow(["trial_id", "state", "epochs", report.spec.metric, "train_s", *params])
         for r in report.rows:
             flat = sampled_flat(r.config)
-            w.writerow([r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2), *(flat.get(p, "") for p in params)])
+            w.writerow(
+                [r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2), *(flat.get(p, "") for p in params)]
+            )
     return path
 
 
@@ -118,14 +122,16 @@ def _optuna_plots(spec: SweepSpec, sweep_dir: Path) -> list[Path]:
 
     study = optuna.load_study(study_name=spec.name, storage=study_storage(sweep_dir))
     out = []
-    plots = {
+    plots: dict[str, Callable[[optuna.Study], Any]] = {
         "optimization_history": ovm.plot_optimization_history,
         "param_importances": ovm.plot_param_importances,
         "parallel_coordinate": ovm.plot_parallel_coordinate,
     }
     for name, plot in plots.items():
         try:
-            ax = plot(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
+                ax = plot(study)
         except Exception:  # noqa: BLE001 - e.g. importances need >= 2 finished trials with varied params
             continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
@@ -161,7 +167,9 @@ def print_report(report: SweepReport, sweep_dir: Path) -> None:
     spec = report.spec
     concurrency = max(1, spec.max_concurrent_trials)
     fraction = report.train_s / max(1e-9, report.wall_s * concurrency)
-    print(f"\nsweep {spec.name}: {len(report.rows)} trials in {report.wall_s:.0f} s wall, {report.train_s:.0f} s of trial training (compute fraction {fraction:.2f})")
+    print(
+        f"\nsweep {spec.name}: {len(report.rows)} trials in {report.wall_s:.0f} s wall, {report.train_s:.0f} s of trial training (compute fraction {fraction:.2f})"
+    )
     print(format_table(report))
     if report.baseline is not None:
         print(f"baseline ({report.baseline.trial_id}): {spec.metric} = {report.baseline.metric:.4g}")

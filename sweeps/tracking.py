@@ -106,7 +106,9 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None
 
 def find_child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
     """ray trial id -> MLflow run id of the parent's existing child runs."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000)
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000
+    )
     return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
 
 

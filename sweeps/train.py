@@ -22,15 +22,27 @@ from typing import Any
 if __package__ in (None, ""):  # `python sweeps/train.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sweeps.tracking import TrackingError, check_tracking, ensure_experiment, log_metrics, log_params, set_tags, tracking_uri  # noqa: E402
+from sweeps.tracking import (  # noqa: E402
+    TrackingError,
+    check_tracking,
+    ensure_experiment,
+    log_metrics,
+    log_params,
+    set_tags,
+    tracking_uri,
+)
 from vunet_core import Config, ConfigError, PathsError, flat_config, parse_overrides, render_config, resolve_config  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vunet-sweep-train", description="Train one VUNet from a config, tracked in MLflow.")
+    p = argparse.ArgumentParser(
+        prog="vunet-sweep-train", description="Train one VUNet from a config, tracked in MLflow."
+    )
     p.add_argument("config", help="config YAML, e.g. sweeps_out/kl_ramp/best_config.yaml")
     p.add_argument("--runs-dir", default="runs", help="where the run directory is created (default: runs)")
-    p.add_argument("--experiment", default=None, help="MLflow experiment (default: the source sweep's, else training/name)")
+    p.add_argument(
+        "--experiment", default=None, help="MLflow experiment (default: the source sweep's, else training/name)"
+    )
     return p
 
 
@@ -66,7 +78,9 @@ def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, expe
     experiment_id = ensure_experiment(client, experiment or record.get("sweep") or cfg.training.name)
     tags = {"role": "single_training", "config_file": str(config_path.resolve())}
     if record:
-        tags.update({"source_sweep": record["sweep"], "source_trial_id": record["trial_id"], "source_run_id": record["run_id"]})
+        tags.update(
+            {"source_sweep": record["sweep"], "source_trial_id": record["trial_id"], "source_run_id": record["run_id"]}
+        )
     run_dir = (runs_dir / f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.training.name}").resolve()
     run_id = str(client.create_run(experiment_id, tags=tags, run_name=f"train {cfg.training.name}").info.run_id)
     log_params(client, run_id, flat_config(cfg))
@@ -81,7 +95,9 @@ def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, expe
                 client.log_image(run_id, img.convert("RGB"), key="samples", step=result.epoch)
             if result.eval_dir is not None:
                 client.log_artifacts(run_id, str(result.eval_dir), artifact_path=f"eval/epoch_{result.epoch:04d}")
-            shown = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in ("val/transfer/l1", "val/loss/total") if k in result.metrics)
+            shown = ", ".join(
+                f"{k} {result.metrics[k]:.4g}" for k in ("val/transfer/l1", "val/loss/total") if k in result.metrics
+            )
             print(f"epoch {result.epoch}/{cfg.training.num_epochs}: {shown}", flush=True)
         client.log_artifact(run_id, str(result.checkpoint), artifact_path="checkpoints")
         status = "FINISHED"

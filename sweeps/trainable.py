@@ -51,9 +51,7 @@ def run_trial(config: dict[str, Any], base_tree: dict[str, Any], metric: str, mo
                 )
     except DivergedError as exc:
         worst = float("inf") if mode == "min" else float("-inf")
-        tune.report(
-            {metric: worst, "trial_state": "diverged", "diverged_step": exc.step, "diverged_term": exc.term}
-        )
+        tune.report({metric: worst, "trial_state": "diverged", "diverged_step": exc.step, "diverged_term": exc.term})
 
 
 def _restore(work: Path) -> Path | None:

@@ -8,6 +8,7 @@ finished trials are not run again).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +59,32 @@ def make_trainable(spec: SweepSpec, base_tree: dict[str, Any]) -> Any:
     return tune.with_resources(bound, resources)
 
 
+def reporter(spec: SweepSpec) -> tune.CLIReporter:
+    """A status table every minute with the objective, epochs and the searched values only."""
+    return tune.CLIReporter(
+        metric_columns={spec.metric: spec.metric, "training_iteration": "epochs"},
+        parameter_columns=list(spec.parameters),
+        max_report_frequency=60,
+        sort_by_metric=True,
+    )
+
+
 def run_config(spec: SweepSpec, sweep_dir: Path, callbacks: list[tune.Callback]) -> tune.RunConfig:
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic reporter honours our columns
     return tune.RunConfig(
         name=TUNE_DIR_NAME,
         storage_path=str(sweep_dir.resolve()),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         callbacks=callbacks,
+        progress_reporter=reporter(spec),
         verbose=1,
     )
 
 
-def new_tuner(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]) -> tune.Tuner:
+def new_tuner(
+    spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]
+) -> tune.Tuner:
     return tune.Tuner(
         make_trainable(spec, base_tree),
         tune_config=tune.TuneConfig(
@@ -80,17 +95,22 @@ def new_tuner(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callb
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.max_concurrent_trials,
             time_budget_s=spec.time_budget_s,
+            reuse_actors=True,  # no new worker (and torch import) per trial
         ),
         run_config=run_config(spec, sweep_dir, callbacks),
     )
 
 
-def restored_tuner(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]) -> tune.Tuner:
+def restored_tuner(
+    spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]
+) -> tune.Tuner:
     """Continue an interrupted sweep: unfinished trials resume, finished and crashed ones stay."""
     path = str((sweep_dir / TUNE_DIR_NAME).resolve())
-    tuner = tune.Tuner.restore(path, trainable=make_trainable(spec, base_tree), resume_unfinished=True, resume_errored=False)
+    tuner = tune.Tuner.restore(
+        path, trainable=make_trainable(spec, base_tree), resume_unfinished=True, resume_errored=False
+    )
     # Callbacks are not part of the saved state; re-attach the MLflow logger.
-    tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
+    tuner._local_tuner.get_run_config().callbacks = callbacks  # type: ignore[union-attr]
     return tuner
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +122,10 @@ def test_existing_sweep_dir_needs_resume(smoke: tuple[Path, Any]) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("name: x\nparameters: {losses/KL/end_ramp_vale: {distribution: uniform, min: 0, max: 1}}\n", "did you mean losses/KL/end_ramp_val"),
+        (
+            "name: x\nparameters: {losses/KL/end_ramp_vale: {distribution: uniform, min: 0, max: 1}}\n",
+            "did you mean losses/KL/end_ramp_val",
+        ),
         ("name: x\nparameters: {losses/KL/end_ramp_val: {distribution: uniform, min: 1, max: 0}}\n", "min"),
         ("name: x\nmetric: {name: val/transfer/nope, mode: min}\n", "val/transfer/nope"),
         ("name: x\nparameters: {\n", "line"),

@@ -51,7 +51,12 @@ def test_diverged_crashed_and_early_stopped_trials_do_not_stop_the_sweep(tmp_pat
     _, kids = children(client_for(tmp_path), "faults")
     assert len(kids) == len(rows) == 6
     statuses = {(k.info.status, k.data.tags["trial_state"]) for k in kids}
-    assert statuses == {("FINISHED", "completed"), ("KILLED", "early_stopped"), ("FAILED", "diverged"), ("FAILED", "crashed")}
+    assert statuses == {
+        ("FINISHED", "completed"),
+        ("KILLED", "early_stopped"),
+        ("FAILED", "diverged"),
+        ("FAILED", "crashed"),
+    }
     diverged = next(k for k in kids if k.data.tags["trial_state"] == "diverged")
     assert "at step" in diverged.data.tags["diverged_at"]
 
@@ -66,8 +71,8 @@ def test_interrupted_sweep_resumes_without_rerunning_trials(tmp_path: Path) -> N
     reader.start()
     try:
         deadline = time.time() + 300
-        # Ray prints "Trial <name> completed after N iterations" when a trial finishes.
-        while not any("completed after" in line for line in lines):
+        # The driver prints "trial N (<id>) completed after E epochs: ..." when a trial finishes.
+        while not any(") completed after" in line for line in lines):
             assert proc.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)

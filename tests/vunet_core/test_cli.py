@@ -13,7 +13,9 @@ from vunet_core.evaluation import load_eval_outputs
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vunet_core.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vunet_core.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def _base_file(tmp_path: Path, overrides: dict[str, Any]) -> Path:

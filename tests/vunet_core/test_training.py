@@ -70,7 +70,9 @@ def test_overfitting_a_few_images_lowers_reconstruction_error(tiny_overrides: di
 
 
 def test_huge_learning_rate_diverges_naming_step_and_term(tiny_overrides: dict[str, Any], tmp_path: Path) -> None:
-    cfg = resolve_config([], {**tiny_overrides, "optimizer/lr": 1e12, "training/steps_per_epoch": 20, "losses/KL/weight": 1.0})
+    cfg = resolve_config(
+        [], {**tiny_overrides, "optimizer/lr": 1e12, "training/steps_per_epoch": 20, "losses/KL/weight": 1.0}
+    )
     with pytest.raises(DivergedError, match=r"loss \w+ became non-finite .* at step \d+") as exc:
         list(train_epochs(cfg, tmp_path / "run"))
     assert exc.value.step >= 1 and exc.value.term in ("color_L1", "KL", "total")
