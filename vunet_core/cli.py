@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vunet_core.checkpoint import checkpoint_config, find_checkpoint, read_checkpoint
-from vunet_core.config import Config, ConfigError, config_to_tree, config_from_tree, render_config, resolve_config
+from vunet_core.config import Config, ConfigError, config_from_tree, config_to_tree, render_config, resolve_config
 from vunet_core.paths import PathsError, apply_overrides, parse_overrides
 
 SUMMARY_KEYS = ("train/loss/total", "val/loss/total", "val/transfer/l1", "val/transfer/ssim", "time/epoch_s")
@@ -66,7 +66,11 @@ def _dispatch(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if args.project is not None:
         ckpt = find_checkpoint(Path(args.project))
         base = config_to_tree(checkpoint_config(read_checkpoint(ckpt)))
-        cfg = config_from_tree(apply_overrides(base, overrides)) if not args.base else resolve_config(args.base, overrides)
+        cfg = (
+            config_from_tree(apply_overrides(base, overrides))
+            if not args.base
+            else resolve_config(args.base, overrides)
+        )
     else:
         ckpt = None
         cfg = resolve_config(args.base, overrides)

@@ -167,6 +167,13 @@ class _EvalWriter:
                 w.writerow([r["key"], *(r["losses"][n] for n in names)])
 
 
+def _read_png(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"{path}: missing or unreadable eval image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def load_eval_outputs(path: str | Path) -> EvalOutputs:
     """Read an `eval/epoch_NNNN/` directory back as arrays and per-example losses."""
     root = Path(path)
@@ -177,7 +184,7 @@ def load_eval_outputs(path: str | Path) -> EvalOutputs:
     rows = index["examples"]
     images = {}
     for kind in index["image_kinds"]:
-        frames = [cv2.cvtColor(cv2.imread(str(root / r[kind]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for r in rows]
+        frames = [_read_png(root / r[kind]) for r in rows]
         images[kind] = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
     names = sorted({k for r in rows for k in r["losses"]})
     losses = {n: np.array([r["losses"][n] for r in rows], dtype=np.float64) for n in names}

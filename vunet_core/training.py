@@ -173,7 +173,9 @@ class _Run:
         self.model.train()
         start = time.perf_counter()
         batches = _epoch_batches(self.splits.train, cfg, epoch, self.state.steps_into_epoch)
-        bar = tqdm(total=total, initial=self.state.steps_into_epoch, desc=f"epoch {epoch + 1}", disable=not self.progress)
+        bar = tqdm(
+            total=total, initial=self.state.steps_into_epoch, desc=f"epoch {epoch + 1}", disable=not self.progress
+        )
         try:
             while True:
                 t0 = time.perf_counter()
@@ -212,14 +214,25 @@ def train_epochs(
 ) -> Iterator[EpochResult]:
     """Train `cfg.training.num_epochs` epochs (continuing from `resume`), yielding each epoch's result."""
     out = Path(out_dir).resolve()
-    run = _Run(cfg, out, Path(resume) if resume is not None else None, cfg.training.progress if progress is None else progress)
+    run = _Run(
+        cfg, out, Path(resume) if resume is not None else None, cfg.training.progress if progress is None else progress
+    )
     while run.state.epoch < cfg.training.num_epochs:
         epoch_start = time.perf_counter()
         metrics = run.train_epoch()
         number = run.state.epoch + 1
         eval_dir = out / "eval" / f"epoch_{number:04d}" if run.write_eval(number) else None
         metrics.update(
-            evaluate(run.model, run.splits.val, run.splits.val_recon, cfg, run.state.step, run.perceptual, run.device, eval_dir)
+            evaluate(
+                run.model,
+                run.splits.val,
+                run.splits.val_recon,
+                cfg,
+                run.state.step,
+                run.perceptual,
+                run.device,
+                eval_dir,
+            )
         )
         grid = sample_grid(run.model, run.splits.val, run.splits.val_recon, cfg.eval.num_grid_examples, run.device)
         grid_path = save_grid(grid, out / "samples" / f"epoch_{number:04d}.png")
@@ -229,7 +242,6 @@ def train_epochs(
         with open(out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"epoch": number, "step": run.state.step, **metrics}) + "\n")
         yield EpochResult(number, run.state.step, metrics, grid_path, eval_dir, ckpt)
-
 
 
 def check_inputs(cfg: Config) -> None:
