@@ -80,7 +80,9 @@ class DataConfig:
         "pad", "non-square images: pad to a square (replicate border) or stretch", choices=("pad", "stretch")
     )
     person_id_from: str = _f(
-        "index", "person ids: from the index, else from each image's parent folder", choices=("index", "parent_folder")
+        "index",
+        "person ids: from the index (else the parent folder), the parent folder, or the file-name prefix before '_'",
+        choices=("index", "parent_folder", "filename_prefix"),
     )
     train_pairing: str = _f(
         "same_image",

@@ -190,13 +190,17 @@ def convert_pickle(source: Path, out: Path | None = None) -> Path:
 
 
 def person_ids(index: DatasetIndex, person_id_from: str) -> list[str]:
-    """Per image: the index's person id (`index`, when it has one) else the image's parent folder."""
+    """Per image: the index's person id (`index`, when it has one), else the image's parent folder,
+    or the file name up to its first `_` (`filename_prefix`: Market-1501's `0002_c1s1_000451_03.jpg`)."""
     out = []
     for p, person in zip(index.paths, index.persons, strict=True):
+        path = PurePosixPath(p)
         if person_id_from == "index" and person is not None:
             out.append(person)
+        elif person_id_from == "filename_prefix":
+            out.append(f"{path.parent}/{path.name.split('_', 1)[0]}")
         else:
-            out.append(str(PurePosixPath(p).parent))
+            out.append(str(path.parent))
     return out
 
 

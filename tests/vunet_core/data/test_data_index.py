@@ -175,3 +175,16 @@ def test_person_ids_from_index_or_folder(
     assert by_index.val.pairs.tolist() == [[1, 0], [0, 1]]  # a real transfer pair across folders
     by_folder = prepare_data(_cfg(root, tmp_path, person_id_from="parent_folder"), progress=False)
     assert by_folder.val.image_persons == ["p2", "p3"]
+
+
+def test_person_ids_from_market_style_file_names() -> None:
+    from vunet_core.data.index import DatasetIndex, person_ids
+
+    paths = [
+        "bounding_box_train/0002_c1s1_000451_03.jpg",
+        "bounding_box_train/0002_c2s1_000301_01.jpg",
+        "bounding_box_train/0007_c1s1_000551_01.jpg",
+    ]
+    index = DatasetIndex(Path("index.json"), paths, [None] * 3, np.ones(3, bool), np.zeros((3, 18, 2)))
+    assert person_ids(index, "filename_prefix") == ["bounding_box_train/0002"] * 2 + ["bounding_box_train/0007"]
+    assert person_ids(index, "parent_folder") == ["bounding_box_train"] * 3
