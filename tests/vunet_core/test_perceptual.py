@@ -8,8 +8,9 @@ import pytest
 import torch
 from torchvision.models.vgg import cfgs, make_layers
 
-from vunet_core.config import ConfigError, PerceptualTerm
-from vunet_core.losses import color_l1
+from vunet_core.config import ConfigError, LossesConfig, LossTerm, PerceptualTerm
+from vunet_core.losses import color_l1, compute_losses
+from vunet_core.model import VUNetOutput
 from vunet_core.perceptual import (
     CAFFE_BGR_MEAN,
     PerceptualLoss,
@@ -128,3 +129,15 @@ def test_gram_term(vgg_file: Path) -> None:
     expected = sum(0.01 * (gram(taps_fake[i]) - gram(taps_real[i])).abs().mean(dim=(1, 2)) for i in (1, 2))
     assert isinstance(expected, torch.Tensor)
     torch.testing.assert_close(with_gram(x_hat, x), expected)
+
+
+def test_compute_losses_uses_the_perceptual_term(vgg_file: Path) -> None:
+    cfg = LossesConfig(color_L1=LossTerm(weight=0.0), KL=LossTerm(weight=0.0), perceptual=term(vgg_file))
+    loss = PerceptualLoss(cfg.perceptual)
+    x_hat, x = images()
+    x_hat.requires_grad_()
+    losses = compute_losses(cfg, 0, x, VUNetOutput(image=x_hat), loss)
+    assert set(losses["instances"]) == {"perceptual", "total"}
+    torch.testing.assert_close(losses["instances"]["total"], 5.0 * loss(x_hat, x))
+    losses["batch"]["total"].backward()
+    assert x_hat.grad is not None and float(x_hat.grad.abs().sum()) > 0
