@@ -150,18 +150,40 @@ def run_sweep(
         raise
     finally:
         ray.shutdown()
-    wall = time.time() - start
-    report = build_report(spec, results, base_tree, wall)
-    interrupted = report.num_done < spec.num_samples and not report.budget_exhausted
-    if interrupted:
-        terminate_open_runs(client, logger.runs.values(), "KILLED", {STATE_TAG: "interrupted"})
-        set_tags(client, parent_id, {"sweep_state": "interrupted"})
-        client.set_terminated(parent_id, status="KILLED")
-        print(
-            f"sweep interrupted after {report.num_done}/{spec.num_samples} trials; continue with:\n  python sweeps/run.py {spec.source_path} --resume --out-dir {sweep_dir.parent}"
-        )
+    report = build_report(spec, results, time.time() - start)
+    if report.num_done < spec.num_samples and not report.budget_exhausted:
+        _close_interrupted(client, spec, report, logger.runs.values(), parent_id, sweep_dir)
         return 130
-    record = _best_record(spec, report, logger.runs, experiment_id, parent_id)
+    _close_finished(client, spec, report, logger.runs, uri, experiment_id, parent_id, base_tree, sweep_dir)
+    return 0
+
+
+def _close_interrupted(
+    client: MlflowClient, spec: SweepSpec, report: SweepReport, runs: Any, parent_id: str, sweep_dir: Path
+) -> None:
+    """Ctrl-C: end open runs as KILLED (a --resume reopens them) and say how to continue."""
+    terminate_open_runs(client, runs, "KILLED", {STATE_TAG: "interrupted"})
+    set_tags(client, parent_id, {"sweep_state": "interrupted"})
+    client.set_terminated(parent_id, status="KILLED")
+    overrides = {**spec.overrides, **spec.spec_overrides}
+    again = "".join(f" {k} {v}" for k, v in overrides.items())
+    print(f"sweep interrupted after {report.num_done}/{spec.num_samples} trials; continue with:")
+    print(f"  python sweeps/run.py {spec.source_path}{again} --resume --out-dir {sweep_dir.parent}")
+
+
+def _close_finished(
+    client: MlflowClient,
+    spec: SweepSpec,
+    report: SweepReport,
+    runs: dict[str, str],
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+    base_tree: dict[str, Any],
+    sweep_dir: Path,
+) -> None:
+    """Write and log the report (table, best config, plots) and finish the parent run."""
+    record = _best_record(spec, report, runs, uri, experiment_id, parent_id)
     for f in write_report(report, sweep_dir, base_tree, record):
         client.log_artifact(parent_id, str(f))
     if report.best is not None:
@@ -170,17 +192,16 @@ def run_sweep(
     set_tags(client, parent_id, {"sweep_state": "finished"})
     client.set_terminated(parent_id, status="FINISHED")
     print_report(report, sweep_dir)
-    return 0
 
 
 def _best_record(
-    spec: SweepSpec, report: SweepReport, runs: dict[str, str], experiment_id: str, parent_id: str
+    spec: SweepSpec, report: SweepReport, runs: dict[str, str], uri: str, experiment_id: str, parent_id: str
 ) -> dict[str, Any]:
     """What best_trial.json says: where the best config came from."""
     best = report.best
     return {
         "sweep": spec.name,
-        "tracking_uri": tracking_uri(),
+        "tracking_uri": uri,
         "experiment_id": experiment_id,
         "parent_run_id": parent_id,
         "trial_id": best.trial_id if best else "",

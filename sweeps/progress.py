@@ -1,8 +1,8 @@
 """One line per trial event on the driver's stdout: the sweep's progress at a glance.
 
-    trial 3 (1d868443) epoch 2/4: val/transfer/l1 0.4121
-    trial 3 (1d868443) early_stopped after 2 epochs: val/transfer/l1 0.4121
-    trial 4 (77e0aa31) completed after 4 epochs: val/transfer/l1 0.3905
+trial 3 (1d868443) epoch 2/4: val/transfer/l1 0.4121
+trial 3 (1d868443) early_stopped after 2 epochs: val/transfer/l1 0.4121
+trial 4 (77e0aa31) completed after 4 epochs: val/transfer/l1 0.3905
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ class ProgressLines(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         print(f"{self._name(trial)} started", flush=True)
 
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
         if result.get("trial_state") == "diverged":
             return
         epoch = result.get("training_iteration", 0)

@@ -52,27 +52,23 @@ class SweepReport:
         return sum(r.train_s for r in self.rows)
 
 
-def _row(trial: Any, max_epochs: int) -> TrialRow:
+def _row(trial: Any, spec: SweepSpec) -> TrialRow:
     last = dict(trial.last_result or {})
-    state = trial_state(last, error=trial.status == "ERROR", max_epochs=max_epochs)
+    value = last.get(spec.metric)
     return TrialRow(
         trial_id=str(trial.trial_id),
-        state=state,
+        state=trial_state(last, error=trial.status == "ERROR", max_epochs=spec.max_epochs),
         epochs=int(last.get("training_iteration", 0)),
-        metric=float("nan"),
+        metric=float(value) if isinstance(value, (int, float)) else float("nan"),
         config=dict(trial.config),
         train_s=float(last.get("time_total_s", 0.0)),
     )
 
 
-def build_report(spec: SweepSpec, results: Any, base_tree: dict[str, Any], wall_s: float) -> SweepReport:
+def build_report(spec: SweepSpec, results: Any, wall_s: float) -> SweepReport:
+    """Rows from Tune's trials (the ResultGrid's analysis keeps each trial's status and last result)."""
     trials = list(results._experiment_analysis.trials)
-    rows = []
-    for trial in trials:
-        row = _row(trial, spec.max_epochs)
-        value = (trial.last_result or {}).get(spec.metric)
-        row.metric = float(value) if isinstance(value, (int, float)) else float("nan")
-        rows.append(row)
+    rows = [_row(trial, spec) for trial in trials]
     done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
     budget = spec.time_budget_s is not None and wall_s >= spec.time_budget_s * 0.98
     report = SweepReport(spec, rows, wall_s, done, budget)

@@ -16,12 +16,11 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # `python sweeps/run.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sweeps.spec import SpecError, SweepSpec, load_spec  # noqa: E402
+from sweeps.spec import SpecError, load_spec  # noqa: E402
 from sweeps.tracking import TrackingError  # noqa: E402
 from vunet_core import ConfigError, PathsError, parse_overrides  # noqa: E402
 
@@ -72,10 +71,6 @@ def _check_sweep_dir(sweep_dir: Path, resume: bool, dry_run: bool) -> None:
         raise SpecError(
             f"{sweep_dir} already holds a sweep; add --resume to continue it, or --out-dir / a new name to start another"
         )
-
-
-def spec_summary(spec: SweepSpec) -> dict[str, Any]:
-    return {"name": spec.name, "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples}
 
 
 if __name__ == "__main__":

@@ -85,7 +85,12 @@ def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> 
 
 
 def _param_str(value: Any) -> str:
-    return "null" if value is None else str(value)
+    """Values as they are written on the command line (YAML: null, true, [1.0, 2.0])."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:

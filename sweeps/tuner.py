@@ -17,6 +17,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.outcome import is_baseline
 from sweeps.space import baseline_point, define_by_run, make_sampler
 from sweeps.spec import SweepSpec
 from sweeps.trainable import run_trial
@@ -42,10 +43,25 @@ def make_searcher(spec: SweepSpec, sweep_dir: Path) -> OptunaSearch:
     )
 
 
+class BaselineKeepingASHA(ASHAScheduler):
+    """ASHA that never stops the baseline trial early.
+
+    The baseline is what every result is compared with, so it runs all `max_epochs`;
+    its results still enter ASHA's rungs and judge the other trials.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and is_baseline(trial) and result.get("training_iteration", 0) < self._max_t:
+            self._num_stopped -= 1
+            return TrialScheduler.CONTINUE
+        return str(action)
+
+
 def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     if spec.scheduler.type == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return BaselineKeepingASHA(
         time_attr="training_iteration",
         max_t=spec.max_epochs,
         grace_period=spec.scheduler.grace_period,
