@@ -40,7 +40,8 @@ def run_trial(config: dict[str, Any], base_tree: dict[str, Any], metric: str, mo
         for result in train_epochs(cfg, work, resume=resume, progress=False):
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt_dir = Path(tmp)
-                shutil.copy2(result.checkpoint, ckpt_dir / CHECKPOINT_NAME)
+                # Moved, not copied: Ray's checkpoint is the trial's only copy of the state.
+                shutil.move(result.checkpoint, ckpt_dir / CHECKPOINT_NAME)
                 shutil.copy2(result.sample_grid, ckpt_dir / "samples.png")
                 if result.eval_dir is not None:
                     shutil.copytree(result.eval_dir, ckpt_dir / "eval")

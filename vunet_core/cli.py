@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +89,13 @@ def _new_run_dir(root: Path, cfg: Config) -> Path:
     return run_dir.resolve()
 
 
-def _train(cfg: Config, run_dir: Path, resume: Path | None, on_epoch: Callable[[Any], None] | None = None) -> int:
+def _train(cfg: Config, run_dir: Path, resume: Path | None) -> int:
     from vunet_core.training import train_epochs
 
     print(f"run directory: {run_dir}", flush=True)
     for result in train_epochs(cfg, run_dir, resume=resume):
         shown = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in SUMMARY_KEYS if k in result.metrics)
         print(f"epoch {result.epoch}/{cfg.training.num_epochs} step {result.step}: {shown}", flush=True)
-        if on_epoch is not None:
-            on_epoch(result)
     print(f"done: {run_dir}", flush=True)
     return 0
 

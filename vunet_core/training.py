@@ -103,7 +103,9 @@ def _epoch_batches(train: PairDataset, cfg: Config, epoch: int, skip: int) -> It
 class _Run:
     """Model, optimizer, data and counters of one training run."""
 
-    def __init__(self, cfg: Config, out_dir: Path, resume: Path | None, progress: bool) -> None:
+    def __init__(
+        self, cfg: Config, out_dir: Path, resume: Path | None, progress: bool, splits: Splits | None = None
+    ) -> None:
         self.out_dir = out_dir
         self.progress = progress
         payload = read_checkpoint(resume) if resume is not None else None
@@ -112,7 +114,7 @@ class _Run:
             torch.set_num_threads(cfg.training.num_threads)
         _seed_everything(cfg.training.seed)
         self.device = select_device(cfg.training.device)
-        self.splits: Splits = prepare_data(cfg, progress=progress)
+        self.splits: Splits = splits if splits is not None else prepare_data(cfg, progress=progress)
         self.model = VUNet(cfg.model).to(self.device)
         if cfg.training.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -273,16 +275,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, 
 def probe_step_seconds(cfg: Config, splits: Splits, repeats: int = 2) -> float:
     """Seconds of one training step for `cfg` (model built and initialized; for --dry-run estimates)."""
     with tempfile.TemporaryDirectory() as tmp:
-        run = _Run.__new__(_Run)
-        run.cfg, run.out_dir, run.progress, run.splits = cfg, Path(tmp), False, splits
-        run.device = select_device(cfg.training.device)
-        torch.manual_seed(cfg.training.seed)
-        run.model = VUNet(cfg.model).to(run.device)
-        p = cfg.losses.perceptual
-        run.perceptual = PerceptualLoss(p).to(run.device) if p.vgg_weights else None
-        run.optimizer = make_optimizer(run.model, cfg.optimizer)
-        run.state = TrainingState(step=0, epoch=0, steps_into_epoch=0, config=cfg)
-        run._data_dependent_init()
+        run = _Run(cfg, Path(tmp), None, progress=False, splits=splits)
         batch = next(_epoch_batches(splits.train, cfg, 0, 0))
         run.train_step(batch)  # warm-up
         start = time.perf_counter()
