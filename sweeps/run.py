@@ -43,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     try:
         spec = load_spec(args.spec, parse_overrides(rest))
-        sweep_dir = (Path(args.out_dir) / spec.name).resolve()
-        _check_sweep_dir(sweep_dir, args.resume, args.dry_run)
+        sweep_dir = choose_sweep_dir(Path(args.out_dir).resolve(), spec.name, args.resume)
         from sweeps.driver import preflight
 
         base_tree, uri = preflight(spec)
@@ -60,17 +59,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_sweep(spec, base_tree, uri, sweep_dir, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
 
 
-def _check_sweep_dir(sweep_dir: Path, resume: bool, dry_run: bool) -> None:
+def choose_sweep_dir(out_dir: Path, name: str, resume: bool) -> Path:
+    """`<out>/<name>`, or `<name>-2`, `-3`, ... when earlier sweeps of that name are there.
+
+    A new sweep never touches an earlier one's directory; `--resume` continues the newest.
+    """
+    taken = [out_dir / name] if (out_dir / name).exists() else []
+    n = 2
+    while (out_dir / f"{name}-{n}").exists():
+        taken.append(out_dir / f"{name}-{n}")
+        n += 1
+    if not resume:
+        return out_dir / (name if not taken else f"{name}-{n}")
     from sweeps.tuner import can_resume
 
-    if dry_run:
-        return
-    if resume and not can_resume(sweep_dir):
-        raise SpecError(f"--resume: no interrupted sweep in {sweep_dir}; run without --resume to start it")
-    if not resume and sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise SpecError(
-            f"{sweep_dir} already holds a sweep; add --resume to continue it, or --out-dir / a new name to start another"
-        )
+    if not taken or not can_resume(taken[-1]):
+        raise SpecError(f"--resume: no interrupted sweep {name} in {out_dir}; run without --resume to start one")
+    return taken[-1]
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from sweeps.run import choose_sweep_dir
+from sweeps.spec import SpecError
 from vunet_core import config_from_tree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,10 +115,15 @@ def test_best_config_trains_as_tracked_single_run(smoke: tuple[Path, Any]) -> No
     assert single_first[0] == pytest.approx(trial_first[0], rel=1e-3)
 
 
-def test_existing_sweep_dir_needs_resume(smoke: tuple[Path, Any]) -> None:
-    cwd, _ = smoke
-    out = run_cli([str(SMOKE)], cwd, timeout=120)
-    assert out.returncode == 2 and "already holds a sweep; add --resume" in out.stderr
+def test_second_sweep_gets_its_own_directory_and_resume_needs_one(tmp_path: Path) -> None:
+    assert choose_sweep_dir(tmp_path, "smoke", resume=False) == tmp_path / "smoke"
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke-2").mkdir()
+    assert choose_sweep_dir(tmp_path, "smoke", resume=False) == tmp_path / "smoke-3"
+    with pytest.raises(SpecError, match="--resume: no interrupted sweep smoke"):
+        choose_sweep_dir(tmp_path, "smoke", resume=True)  # smoke-2 holds no Tune state
+    with pytest.raises(SpecError, match="--resume: no interrupted sweep other"):
+        choose_sweep_dir(tmp_path, "other", resume=True)
 
 
 @pytest.mark.parametrize(
