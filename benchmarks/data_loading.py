@@ -1,12 +1,12 @@
 """Data pipeline benchmark: generation speed, cache build time, per-batch load time vs. a training step.
 
-    python benchmarks/data_loading.py [--sizes 64 128] [--batch-size 8] [--step-ms MS] [--cache-dir DIR]
+    python benchmarks/data_loading.py [--sizes 64 128] [--batch-size 8] [--step-sizes 64] [--cache-dir DIR]
 
 For each image size it generates the default people (48 identities x 12 poses),
 builds the preprocessing cache, and times building shuffled, wrapped training
 batches (``iterate_batches``) of the given size. The loading time is then put
-against one training step: measured with ``vunet_core.model.VUNet`` at the
-default (full-width) config when that module exists, else the ``--step-ms`` figure.
+against one full training step of the default (full-width) config, timed with the
+training routine's own step (``vunet_core.training.probe_step``).
 The issue's target: loading < 5 % of a step at 64 px on the CPU.
 """
 
@@ -25,6 +25,7 @@ import torch
 from vunet_core.config import Config, config_from_tree
 from vunet_core.data import Batch, iterate_batches, prepare_data
 from vunet_core.data.prepare import ensure_synthetic
+from vunet_core.training import probe_step
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -49,26 +50,9 @@ def batch_ms(cfg: Config, batch_size: int, num_batches: int) -> tuple[float, Bat
     return 1000 * statistics.median(times), last
 
 
-def step_ms(cfg: Config, batch: Batch, repeats: int) -> float | None:
-    """Median milliseconds of one forward + backward + Adam step of the full model, if it exists yet."""
-    try:
-        from vunet_core.model import VUNet
-    except ImportError:
-        return None
-    model = VUNet(cfg.model)
-    if hasattr(model, "data_dependent_init"):
-        model.data_dependent_init(batch.pose, batch.appearance)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.5, 0.9))
-    times = []
-    for _ in range(repeats + 1):  # the first step warms up allocators and kernels
-        start = time.perf_counter()
-        out = model(batch.pose, batch.appearance, mode="train")
-        loss = (out.image - batch.target).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times[1:])
+def step_ms(cfg: Config, repeats: int) -> float:
+    """Mean milliseconds of one full training step (the routine's own `train_step`)."""
+    return 1000 * probe_step(cfg, prepare_data(cfg, progress=False), repeats).seconds
 
 
 def run_size(size: int, cache_dir: Path, args: argparse.Namespace) -> None:
@@ -77,16 +61,13 @@ def run_size(size: int, cache_dir: Path, args: argparse.Namespace) -> None:
     gen_s = _timed(lambda: ensure_synthetic(cfg, progress=False))
     cache_s = _timed(lambda: prepare_data(cfg, progress=False))
     reuse_s = _timed(lambda: prepare_data(cfg, progress=False))
-    load, batch = batch_ms(cfg, args.batch_size, args.num_batches)
+    load, _ = batch_ms(cfg, args.batch_size, args.num_batches)
     print(f"{size:>4} px: generation {n / gen_s:7.0f} images/s ({n} images, {gen_s:.2f} s)")
     print(f"        cache build {cache_s:.2f} s, reuse {reuse_s * 1000:.0f} ms")
     print(f"        batch of {args.batch_size}: {load:.2f} ms")
-    step = step_ms(cfg, batch, args.repeats) if size in args.step_sizes else None
-    label = "measured VUNet step"
-    if step is None and args.step_ms and size == args.sizes[0]:
-        step, label = args.step_ms, "given --step-ms"
-    if step is not None:
-        print(f"        {label} {step:.0f} ms -> loading = {100 * load / step:.3g} % of a step")
+    if size in args.step_sizes:
+        step = step_ms(cfg, args.repeats)
+        print(f"        measured VUNet step {step:.0f} ms -> loading = {100 * load / step:.3g} % of a step")
 
 
 def main() -> None:
@@ -96,7 +77,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-batches", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps")
-    parser.add_argument("--step-ms", type=float, default=0.0, help="step time to compare with when no model exists")
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: a fresh temporary directory")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -55,7 +55,8 @@ class MlflowTrialLogger(tune.Callback):
             self.runs = find_child_runs(self._client, self.experiment_id, self.parent_run_id)
         return self._client
 
-    def run_id(self, trial: Any) -> str:
+    def _open_run(self, trial: Any) -> str:
+        """The trial's run: created on first start, reopened when Ray resumes or retries it."""
         client = self.client
         if trial.trial_id in self.runs:
             run_id = self.runs[trial.trial_id]
@@ -67,7 +68,7 @@ class MlflowTrialLogger(tune.Callback):
             TRIAL_ID_TAG: trial.trial_id,
             STATE_TAG: "running",
             "sampled_params": ",".join(sorted(sampled)),
-            "baseline": str(self._is_baseline(trial)).lower(),
+            "baseline": str(is_baseline(trial)).lower(),
         }
         run = client.create_run(self.experiment_id, tags=tags, run_name=f"trial {trial_number(trial)} {trial.trial_id}")
         run_id = str(run.info.run_id)
@@ -75,24 +76,21 @@ class MlflowTrialLogger(tune.Callback):
         self.runs[trial.trial_id] = run_id
         return run_id
 
-    def _is_baseline(self, trial: Any) -> bool:
-        return is_baseline(trial)
-
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._safely(self.run_id, trial)
+        self._safely(self._open_run, trial)
 
     def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._safely(self.run_id, trial)
+        self._safely(self._open_run, trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
         step = int(result.get("training_iteration", 0))
-        self._safely(lambda t: log_metrics(self.client, self.run_id_quiet(t), result, step), trial)
+        self._safely(lambda t: log_metrics(self.client, self._run_of(t), result, step), trial)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         path = Path(getattr(checkpoint, "path", ""))
-        self._safely(lambda t: log_checkpoint_files(self.client, self.run_id_quiet(t), path), trial)
+        self._safely(lambda t: log_checkpoint_files(self.client, self._run_of(t), path), trial)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.max_epochs))
@@ -100,12 +98,12 @@ class MlflowTrialLogger(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, "crashed")
 
-    def run_id_quiet(self, trial: Any) -> str:
-        return self.runs.get(trial.trial_id) or self.run_id(trial)
+    def _run_of(self, trial: Any) -> str:
+        return self.runs.get(trial.trial_id) or self._open_run(trial)
 
     def _finish(self, trial: Any, state: str) -> None:
         def finish(t: Any) -> None:
-            run_id = self.run_id_quiet(t)
+            run_id = self._run_of(t)
             tags: dict[str, Any] = {STATE_TAG: state}
             if state == "diverged":
                 tags["diverged_at"] = (

@@ -35,7 +35,7 @@ from sweeps.tracking import (
 from vunet_core import config_from_tree, render_config
 
 SWEEP_STATE = "sweep.json"
-PATH_KEYS = (("data", "root"), ("data", "cache_dir"), ("losses", "perceptual", "vgg_weights"))
+PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
 log = logging.getLogger(__name__)
 
 
@@ -44,8 +44,7 @@ def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
     from vunet_core.paths import get_path, set_path
 
     out = tree
-    for keys in PATH_KEYS:
-        path = "/".join(keys)
+    for path in PATH_KEYS:
         try:
             value = get_path(out, path)
         except KeyError:

@@ -35,8 +35,7 @@ def sample_points(spec: SweepSpec, n: int) -> list[dict[str, Any]]:
 
 def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
     from vunet_core.data import prepare_data
-    from vunet_core.model import VUNet, count_parameters
-    from vunet_core.training import probe_step_seconds, steps_per_epoch
+    from vunet_core.training import probe_step, steps_per_epoch
 
     prepare_data(config_from_tree(base_tree), progress=True)  # generate once, with progress
     print(
@@ -45,9 +44,8 @@ def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
     for i, point in enumerate(sample_points(spec, min(NUM_SAMPLES, spec.num_samples))):
         cfg = trial_cfg(base_tree, point)
         trial_splits = prepare_data(cfg, progress=False)  # reuses the cache when data settings match
-        step_s = probe_step_seconds(cfg, trial_splits)
+        step_s, params = probe_step(cfg, trial_splits)
         steps = steps_per_epoch(cfg, len(trial_splits.train))
-        params = count_parameters(VUNet(cfg.model))
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_flat(point).items()
         )

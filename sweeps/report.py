@@ -14,7 +14,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ class SweepReport:
     budget_exhausted: bool
     best: TrialRow | None = None
     baseline: TrialRow | None = None
-    files: list[Path] = field(default_factory=list)
 
     @property
     def train_s(self) -> float:
@@ -88,9 +87,7 @@ def write_report(report: SweepReport, sweep_dir: Path, base_tree: dict[str, Any]
         meta = sweep_dir / "best_trial.json"
         meta.write_text(json.dumps(record, indent=1))
         files += [best, meta]
-    files += _optuna_plots(report.spec, sweep_dir)
-    report.files = files
-    return files
+    return files + _optuna_plots(report.spec, sweep_dir)
 
 
 def _write_csv(report: SweepReport, path: Path) -> Path:

@@ -117,24 +117,23 @@ def find_child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str
     return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
 
 
-def log_checkpoint_files(client: MlflowClient, run_id: str, ckpt_dir: Path) -> int | None:
-    """Log a trial checkpoint's sample grid (image series) and eval outputs; returns its epoch."""
-    meta_file = ckpt_dir / "meta.json"
-    if not meta_file.is_file():
-        return None
-    meta = json.loads(meta_file.read_text())
-    epoch = int(meta["epoch"])
-    grid = ckpt_dir / "samples.png"
-    if grid.is_file():
-        from PIL import Image
+def log_epoch_outputs(client: MlflowClient, run_id: str, epoch: int, grid: Path, eval_dir: Path | None) -> None:
+    """An epoch's sample grid (image series `samples` + artifact) and eval outputs."""
+    from PIL import Image
 
-        with Image.open(grid) as img:
-            client.log_image(run_id, img.convert("RGB"), key="samples", step=epoch)
-        client.log_artifact(run_id, str(grid), artifact_path=f"samples/epoch_{epoch:04d}")
-    eval_dir = ckpt_dir / "eval"
-    if eval_dir.is_dir():
+    with Image.open(grid) as img:
+        client.log_image(run_id, img.convert("RGB"), key="samples", step=epoch)
+    client.log_artifact(run_id, str(grid), artifact_path=f"samples/epoch_{epoch:04d}")
+    if eval_dir is not None and eval_dir.is_dir():
         client.log_artifacts(run_id, str(eval_dir), artifact_path=f"eval/epoch_{epoch:04d}")
-    return epoch
+
+
+def log_checkpoint_files(client: MlflowClient, run_id: str, ckpt_dir: Path) -> None:
+    """Log what a trial checkpoint carries (see sweeps/trainable.py) for its epoch."""
+    meta_file = ckpt_dir / "meta.json"
+    if meta_file.is_file():
+        epoch = int(json.loads(meta_file.read_text())["epoch"])
+        log_epoch_outputs(client, run_id, epoch, ckpt_dir / "samples.png", ckpt_dir / "eval")
 
 
 def terminate_open_runs(client: MlflowClient, run_ids: Iterable[str], status: str, tags: Mapping[str, Any]) -> None:

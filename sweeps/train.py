@@ -26,6 +26,7 @@ from sweeps.tracking import (  # noqa: E402
     TrackingError,
     check_tracking,
     ensure_experiment,
+    log_epoch_outputs,
     log_metrics,
     log_params,
     set_tags,
@@ -69,7 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, experiment: str | None) -> int:
     from mlflow import MlflowClient
-    from PIL import Image
 
     from vunet_core import train_epochs
 
@@ -91,10 +91,7 @@ def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, expe
     try:
         for result in train_epochs(cfg, run_dir):
             log_metrics(client, run_id, result.metrics, result.epoch)
-            with Image.open(result.sample_grid) as img:
-                client.log_image(run_id, img.convert("RGB"), key="samples", step=result.epoch)
-            if result.eval_dir is not None:
-                client.log_artifacts(run_id, str(result.eval_dir), artifact_path=f"eval/epoch_{result.epoch:04d}")
+            log_epoch_outputs(client, run_id, result.epoch, result.sample_grid, result.eval_dir)
             shown = ", ".join(
                 f"{k} {result.metrics[k]:.4g}" for k in ("val/transfer/l1", "val/loss/total") if k in result.metrics
             )

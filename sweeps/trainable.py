@@ -23,7 +23,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.trial_config import trial_cfg
+from sweeps.trial_config import sampled_flat, trial_cfg
 from vunet_core import DivergedError, train_epochs
 from vunet_core.checkpoint import CHECKPOINT_NAME
 
@@ -72,7 +72,5 @@ def _maybe_inject_fault(config: dict[str, Any]) -> None:
     if not spec.startswith("crash:"):
         return
     path, _, value = spec[len("crash:") :].partition("=")
-    from vunet_core import flatten
-
-    if str(flatten(config).get(path)) == value:
+    if str(sampled_flat(config).get(path)) == value:
         raise RuntimeError(f"injected crash ({FAULT_ENV}={spec})")

@@ -31,12 +31,12 @@ def study_storage(sweep_dir: Path) -> optuna.storages.RDBStorage:
 
 
 def make_searcher(spec: SweepSpec, sweep_dir: Path) -> OptunaSearch:
-    points = [baseline_point(spec)] if spec.baseline and baseline_point(spec) else None
+    baseline = baseline_point(spec) if spec.baseline else {}
     return OptunaSearch(
         space=define_by_run(spec),
         metric=spec.metric,
         mode=spec.mode,
-        points_to_evaluate=points,
+        points_to_evaluate=[baseline] if baseline else None,
         sampler=make_sampler(spec),
         study_name=spec.name,
         storage=study_storage(sweep_dir),

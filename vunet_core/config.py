@@ -362,26 +362,6 @@ def _check_limits(obj: Any, prefix: str) -> None:
             raise ConfigError(f"{path}: got {value!r}, expected <= {meta['max']}")
 
 
-def field_doc(path: str) -> str:
-    """The one-line doc of a leaf path (used for --help style listings)."""
-    cls: Any = Config
-    parts = path.split("/")
-    for i, part in enumerate(parts):
-        f = {x.name: x for x in dataclasses.fields(cls)}.get(part)
-        if f is None:
-            raise unknown_path_error(path)
-        if i == len(parts) - 1:
-            return str(f.metadata.get("doc", ""))
-        cls = _dataclass_type(cls, f)
-        if cls is None:
-            raise unknown_path_error(path)
-    return ""
-
-
-def default_tree() -> dict[str, Any]:
-    return config_to_tree(Config())
-
-
 def flat_config(cfg: Config) -> dict[str, Any]:
     """`/`-path -> value of every leaf (for MLflow params and search-space checks)."""
     return flatten(config_to_tree(cfg))

@@ -23,6 +23,7 @@ import csv
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from vunet_core.config import LOSS_TERMS, Config
 from vunet_core.data import Batch, PairDataset, iterate_batches
-from vunet_core.losses import compute_terms, loss_weights
+from vunet_core.losses import compute_terms, loss_weights, weighted_total
 from vunet_core.model import VUNet
 from vunet_core.perceptual import PerceptualLoss
 
@@ -70,14 +71,12 @@ def transfer_metrics(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
     return {"l1": l1, "ssim": torch.as_tensor(ssim).reshape(-1)}
 
 
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    return Batch(
-        pose=batch.pose.to(device),
-        appearance=batch.appearance.to(device),
-        target=batch.target.to(device),
-        appearance_image=batch.appearance_image,
-        keys=batch.keys,
-    )
+@contextmanager
+def fixed_noise(seed: int, device: torch.device) -> Iterator[None]:
+    """Draw sampling noise from `seed` without disturbing the caller's RNG stream."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def _paired_batches(val: PairDataset, recon: PairDataset, batch_size: int) -> Iterator[tuple[Batch, Batch]]:
@@ -104,13 +103,12 @@ def evaluate(
     weights = loss_weights(cfg.losses, step)
     per_example: dict[str, list[Tensor]] = defaultdict(list)
     writer = _EvalWriter(out_dir, cfg.eval.max_examples) if out_dir is not None else None
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(VALIDATION_SEED)
+    with fixed_noise(VALIDATION_SEED, device):
         for pair, own in _paired_batches(val, recon, cfg.training.val_batch_size):
-            pair, own = _to_device(pair, device), _to_device(own, device)
+            pair, own = pair.to(device), own.to(device)
             rec = model(own.pose, own.appearance, mode="train")
             values = compute_terms(terms, own.target, rec, perceptual)
-            values["total"] = sum((weights[t] * values[t] for t in terms), torch.zeros_like(values[terms[0]]))
+            values["total"] = weighted_total(weights, values, torch.zeros_like(values[terms[0]]))
             moved = model(pair.pose, pair.appearance, mode="transfer")
             metrics = transfer_metrics(moved.image, pair.target)
             if perceptual is not None:

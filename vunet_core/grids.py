@@ -16,6 +16,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from vunet_core.data import PairDataset
+from vunet_core.evaluation import fixed_noise
 from vunet_core.model import VUNet
 
 GRID_COLUMNS = ("appearance", "pose", "target", "reconstruction", "transfer", "prior sample")
@@ -36,12 +37,11 @@ def sample_grid(
     was_training = model.training
     model.eval()
     idx = grid_indices(len(val), num_rows)
-    pair, own = val.batch(idx), recon.batch(idx)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(GRID_SEED)
-        reconstruction = model(own.pose.to(device), own.appearance.to(device), mode="train").image
-        transfer = model(pair.pose.to(device), pair.appearance.to(device), mode="transfer").image
-        prior = model(pair.pose.to(device), None, mode="sample").image
+    pair, own = val.batch(idx).to(device), recon.batch(idx).to(device)
+    with fixed_noise(GRID_SEED, device):
+        reconstruction = model(own.pose, own.appearance, mode="train").image
+        transfer = model(pair.pose, pair.appearance, mode="transfer").image
+        prior = model(pair.pose, None, mode="sample").image
     model.train(was_training)
     columns = [pair.appearance_image, pair.pose, pair.target, reconstruction, transfer, prior]
     tiles = torch.stack([c.detach().float().cpu() for c in columns], dim=1)  # (R, 6, 3, S, S)

@@ -10,7 +10,7 @@ The loss dict has the format of spec §6.5: ``{"instances": {...}, "batch": {...
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from torch import Tensor
@@ -37,14 +37,21 @@ def ramp_weight(step: int, term: LossTerm) -> float:
         raise ValueError("a ramp needs all of start_ramp_it, end_ramp_it, start_ramp_val, end_ramp_val")
     if b <= a:  # degenerate window: a step at start_ramp_it
         return float(va if step < a else vb)
+    if term.ramp_shape == "log" and a < step < b and va > 0 and vb > 0:  # validation guarantees > 0 for "log"
+        return math.exp(linear_window(step, a, b, math.log(va), math.log(vb)))
+    return linear_window(step, a, b, va, vb)
+
+
+def linear_window(step: int, a: int, b: int, va: float, vb: float) -> float:
+    """`va` up to step `a`, `vb` from step `b` on, linear in between (needs b > a).
+
+    The reference's `make_linear_var` (spec §7.1); shared by loss ramps and the LR schedule.
+    """
     if step <= a:
         return float(va)
     if step >= b:
         return float(vb)
-    t = (step - a) / (b - a)  # in (0, 1)
-    if term.ramp_shape == "log" and va > 0 and vb > 0:  # config validation guarantees > 0 for "log"
-        return float(math.exp(math.log(va) + t * (math.log(vb) - math.log(va))))
-    return float(va + t * (vb - va))
+    return float(va + (step - a) / (b - a) * (vb - va))
 
 
 def loss_weights(cfg: LossesConfig, step: int) -> dict[str, float]:
@@ -120,6 +127,14 @@ def compute_terms(
     return out
 
 
+def weighted_total(weights: Mapping[str, float], instances: Mapping[str, Tensor], start: Tensor) -> Tensor:
+    """`start + sum_k w_k * loss_k`, per instance (B,) (spec §6.5)."""
+    total = start
+    for name, value in instances.items():
+        total = total + weights[name] * value
+    return total
+
+
 def compute_losses(
     cfg: LossesConfig, step: int, target: Tensor, output: VUNetOutput, perceptual: PerceptualLoss | None
 ) -> dict[str, dict[str, Tensor]]:
@@ -133,8 +148,6 @@ def compute_losses(
     instances = compute_terms(names, target, output, perceptual)
     # A zero that is still part of the graph: backward() on a step where every weight
     # is 0 is then a valid no-op instead of an error.
-    total = output.image.sum(dim=(1, 2, 3)) * 0.0  # (B,)
-    for name, value in instances.items():
-        total = total + weights[name] * value
+    total = weighted_total(weights, instances, output.image.sum(dim=(1, 2, 3)) * 0.0)  # (B,)
     instances["total"] = total
     return {"instances": instances, "batch": {name: value.mean() for name, value in instances.items()}}

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,8 +33,8 @@ from vunet_core.config import Config, OptimizerConfig, render_config
 from vunet_core.data import Batch, PairDataset, Splits, check_data, iterate_batches, prepare_data
 from vunet_core.evaluation import evaluate
 from vunet_core.grids import sample_grid, save_grid
-from vunet_core.losses import compute_losses, loss_weights
-from vunet_core.model import VUNet
+from vunet_core.losses import compute_losses, linear_window, loss_weights
+from vunet_core.model import VUNet, count_parameters
 from vunet_core.perceptual import PerceptualLoss, check_vgg_weights
 
 
@@ -57,10 +58,9 @@ class EpochResult:
 
 def lr_at(step: int, opt: OptimizerConfig) -> float:
     """Flat `lr` until lr_decay_begin, then linear to lr_end at lr_decay_end (spec §7.1)."""
-    if step <= opt.lr_decay_begin or opt.lr_decay_end <= opt.lr_decay_begin:
+    if opt.lr_decay_end <= opt.lr_decay_begin:
         return opt.lr if step <= opt.lr_decay_end else opt.lr_end
-    frac = min(1.0, (step - opt.lr_decay_begin) / (opt.lr_decay_end - opt.lr_decay_begin))
-    return opt.lr + (opt.lr_end - opt.lr) * frac
+    return linear_window(step, opt.lr_decay_begin, opt.lr_decay_end, opt.lr, opt.lr_end)
 
 
 def make_optimizer(model: torch.nn.Module, opt: OptimizerConfig) -> torch.optim.Adam:
@@ -272,8 +272,13 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, 
     return out_dir, metrics
 
 
-def probe_step_seconds(cfg: Config, splits: Splits, repeats: int = 2) -> float:
-    """Seconds of one training step for `cfg` (model built and initialized; for --dry-run estimates)."""
+class StepProbe(NamedTuple):
+    seconds: float  # one training step
+    num_parameters: int
+
+
+def probe_step(cfg: Config, splits: Splits, repeats: int = 2) -> StepProbe:
+    """Time one training step of `cfg` (model built and initialized; for --dry-run estimates)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = _Run(cfg, Path(tmp), None, progress=False, splits=splits)
         batch = next(_epoch_batches(splits.train, cfg, 0, 0))
@@ -281,4 +286,5 @@ def probe_step_seconds(cfg: Config, splits: Splits, repeats: int = 2) -> float:
         start = time.perf_counter()
         for _ in range(repeats):
             run.train_step(batch)
-        return (time.perf_counter() - start) / repeats
+        seconds = (time.perf_counter() - start) / repeats
+        return StepProbe(seconds, count_parameters(run.model))

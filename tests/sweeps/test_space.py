@@ -17,6 +17,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.space import baseline_point, define_by_run, make_sampler, trial_config, trial_tree
 from sweeps.spec import SweepSpec, load_spec
+from sweeps.tuner import make_searcher
 from vunet_core import ConfigError, flatten
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -55,15 +56,10 @@ def make_spec(tmp_path: Path, base: dict[str, Any] | None = None, **changes: Any
     return load_spec(path)
 
 
-def searcher(spec: SweepSpec) -> OptunaSearch:
-    points = [baseline_point(spec)] if spec.baseline else None
-    return OptunaSearch(
-        space=define_by_run(spec),
-        metric=spec.metric,
-        mode=spec.mode,
-        points_to_evaluate=points,
-        sampler=make_sampler(spec),
-    )
+def searcher(spec: SweepSpec, sweep_dir: Path) -> OptunaSearch:
+    """The sweep's own searcher (sweeps.tuner), with its SQLite study in a fresh directory."""
+    sweep_dir.mkdir(parents=True)
+    return make_searcher(spec, sweep_dir)
 
 
 def run_searcher(s: OptunaSearch, n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -151,7 +147,7 @@ def test_trial_config_validates_sampled_values(tmp_path: Path) -> None:
 
 def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, base={"losses": {"KL": {"start_ramp_it": 30}}})  # off the step grid
-    configs = run_searcher(searcher(spec), 12)
+    configs = run_searcher(searcher(spec, tmp_path / "sweep"), 12)
     assert trial_tree(spec, configs[0]) == spec.base_tree()  # Ray passes nested values back
     assert flatten(configs[0])["losses/KL/start_ramp_it"] == 30  # enqueued as is, not snapped to the grid
     for config in configs[1:]:
@@ -163,7 +159,7 @@ def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Pa
 
 def test_optuna_search_survives_a_checkpoint(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
-    first = searcher(spec)
+    first = searcher(spec, tmp_path / "sweep")
     run_searcher(first, 4)
     first.save(str(tmp_path / "searcher.pkl"))  # what Tune does with plain pickle on each experiment checkpoint
     restored = OptunaSearch(space=define_by_run(spec), metric=spec.metric, mode=spec.mode)
@@ -175,9 +171,12 @@ def test_optuna_search_survives_a_checkpoint(tmp_path: Path) -> None:
 
 
 def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
+    runs = iter(range(100))
+
     def sequence(seed: int) -> list[Any]:
         spec = make_spec(tmp_path, seed=seed)
-        return [flatten(c)["losses/KL/end_ramp_val"] for c in run_searcher(searcher(spec), 6)]
+        sweep_dir = tmp_path / f"sweep{next(runs)}"
+        return [flatten(c)["losses/KL/end_ramp_val"] for c in run_searcher(searcher(spec, sweep_dir), 6)]
 
     assert sequence(3) == sequence(3)
     assert sequence(3)[1:] != sequence(4)[1:]  # the baseline is the same, the samples differ

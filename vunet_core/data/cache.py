@@ -33,7 +33,7 @@ from vunet_core.data.crops import NUM_PARTS, make_crops
 from vunet_core.data.errors import DataError
 from vunet_core.data.index import DatasetIndex, person_ids
 from vunet_core.data.joints import keep_mask
-from vunet_core.data.stickman import make_stickman
+from vunet_core.data.stickman import make_stickman, to_signed
 
 CACHE_VERSION = 1  # bump when preprocessing changes
 SPLITS = ("train", "val")
@@ -134,7 +134,7 @@ def _build_split(index: DatasetIndex, settings: CacheSettings, rows: np.ndarray,
         stickmen[out] = make_stickman(px, s).transpose(2, 0, 1)
         joints[out] = px
         if settings.crops:
-            signed = image.astype(np.float32) / 127.5 - 1.0  # spec §9.6 warps the [-1, 1] float image
+            signed = to_signed(image)  # spec §9.6 warps the [-1, 1] float image
             part_crops, part_valid = make_crops(signed, px, sc)  # (Sc, Sc, 24), (8,)
             crops[out] = np.clip(np.rint((part_crops + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(2, 0, 1)
             valid[out] = part_valid

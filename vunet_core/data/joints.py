@@ -68,8 +68,3 @@ def keep_mask(joints: np.ndarray, train: np.ndarray, split_is_train: bool) -> np
     """
     torso = joints[:, [J[n] for n in TORSO_JOINTS]]  # (N, 4, 2)
     return np.asarray((train.astype(bool) == split_is_train) & (torso >= 0).all(axis=(1, 2)))
-
-
-def joint_valid(joints: np.ndarray) -> np.ndarray:
-    """(..., 2) -> (...) bool: a joint counts only if all its coordinates are >= 0 (spec §9.5)."""
-    return np.asarray((joints >= 0).all(axis=-1))

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from vunet_core.data.cache import SplitArrays
 from vunet_core.data.crops import NUM_PARTS
+from vunet_core.data.stickman import to_signed
 
 PAIRINGS = ("same_image", "same_person", "transfer")
 MAX_IN_MEMORY_BYTES = 8 << 30  # larger caches stay memory-mapped and are read per batch
@@ -52,14 +53,6 @@ class Batch:
         return Batch(**move, keys=self.keys)
 
 
-def _signed(u8: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 [-1, 1] as u8 / 127.5 - 1 (spec §9.4), in place on the new float array."""
-    out = u8.astype(np.float32)
-    out /= 127.5
-    out -= 1.0
-    return out
-
-
 def _in_memory(arr: np.ndarray) -> np.ndarray:
     """Small caches are copied into memory; huge ones stay memory-mapped and are read per batch."""
     return arr if arr.nbytes > MAX_IN_MEMORY_BYTES else np.array(arr)
@@ -81,7 +74,8 @@ class PairDataset:
         self.joints = np.array(data.joints)  # (N, 18, 2) pixel coordinates, for pictures and checks
         self._images, self._stickmen = _in_memory(data.images), _in_memory(data.stickmen)
         self._crops = None if data.crops is None else _in_memory(data.crops)
-        self._valid = None if data.crop_valid is None else _in_memory(data.crop_valid)
+        # Per image, per crop channel: the part is missing (8 parts x 3 channels), computed once.
+        self._missing = None if data.crop_valid is None else ~np.repeat(_in_memory(data.crop_valid), 3, axis=1)
         if self._crops is not None and appearance_input == "crops":
             crop = int(self._crops.shape[-1])
             self.appearance_shape: tuple[int, int, int] = (3 * NUM_PARTS, crop, crop)
@@ -138,20 +132,20 @@ class PairDataset:
     def batch(self, indices: Sequence[int] | np.ndarray, rng: np.random.Generator | None = None) -> Batch:
         """Examples `indices` as one batch; `rng` only draws same_person partners."""
         app, tgt = self.pair_indices(indices, rng)
-        target = _signed(self._images[tgt])  # (B, 3, S, S) uint8 -> float32
-        app_image = _signed(self._images[app])  # (B, 3, S, S), its own array even when app == tgt
+        target = to_signed(self._images[tgt])  # (B, 3, S, S) uint8 -> float32
+        # (B, 3, S, S), its own array even when app == tgt (same_image pairs: no second gather)
+        app_image = target.copy() if app is tgt else to_signed(self._images[app])
         if self.appearance_input == "crops":
-            assert self._crops is not None and self._valid is not None
-            appearance = _signed(self._crops[app])  # (B, 24, Sc, Sc)
-            missing = ~np.repeat(self._valid[app], 3, axis=1)  # (B, 8) -> (B, 24)
-            appearance[missing] = 0.0  # a missing part is exact zeros (spec §9.6)
+            assert self._crops is not None and self._missing is not None
+            appearance = to_signed(self._crops[app])  # (B, 24, Sc, Sc)
+            appearance[self._missing[app]] = 0.0  # a missing part is exact zeros (spec §9.6)
         else:
             appearance = app_image.copy()
         keys = [
             self.image_keys[t] if a == t else f"{self.image_keys[a]}->{self.image_keys[t]}"
             for a, t in zip(app, tgt, strict=True)
         ]
-        pose = _signed(self._stickmen[tgt])  # (B, 3, S, S)
+        pose = to_signed(self._stickmen[tgt])  # (B, 3, S, S)
         t = torch.from_numpy  # zero-copy
         return Batch(t(pose), t(appearance), t(target), t(app_image), keys)
 

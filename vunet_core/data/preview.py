@@ -8,6 +8,7 @@ r forearm, l thigh, r thigh) as a 2 x 4 mosaic; missing parts are mid-grey (zero
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -59,11 +60,7 @@ def write_preview(
 ) -> Path:
     """Prepare the configured data (crops on) and save the grid of `split` as a PNG."""
     check_data(cfg)
-    settings = CacheSettings.from_config(cfg)
-    if not settings.crops:
-        settings = CacheSettings(
-            settings.spatial_size, settings.box_factor, "crops", settings.non_square, settings.person_id_from
-        )
+    settings = dataclasses.replace(CacheSettings.from_config(cfg), appearance_input="crops")  # crops are shown
     arrays = load_or_build(load_index(cfg, progress), settings, Path(cfg.data.cache_dir).expanduser(), progress)
     grid = people_grid(PairDataset(arrays[split], pairing="same_image"), num_people, poses)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,5 +75,8 @@ def make_stickman(joints: np.ndarray, size: int) -> np.ndarray:
 
 
 def to_signed(u8: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [-1, 1] as `u8 / 127.5 - 1` (spec §9.4/§9.5)."""
-    return u8.astype(np.float32) / 127.5 - 1.0
+    """uint8 -> float32 in [-1, 1] as `u8 / 127.5 - 1` (spec §9.4/§9.5), in place on the new array."""
+    out = u8.astype(np.float32)
+    out /= 127.5
+    out -= 1.0
+    return out
