@@ -9,7 +9,15 @@ B = P in another pose) it computes
   current step's weights (`val/loss/total`);
 - the transfer A -> pose(B) in `transfer` mode and its error against the ground
   truth B: `val/transfer/l1` (mean |x_hat - x| on [-1, 1] images), `val/transfer/ssim`
-  (on [0, 1] images) and `val/transfer/perceptual` when VGG weights are configured.
+  (on [0, 1] images) and `val/transfer/perceptual` when VGG weights are configured;
+- the same transfer with the appearance of a *different* validation person (fixed,
+  seeded pairing): `val/transfer/l1_wrong_appearance`, and the appearance gain
+  `val/transfer/appearance_gain = l1_wrong_appearance - l1`, per example then averaged.
+  It is > 0 only when the output depends on whose appearance went in; a pose-only
+  model (an "average person" in the right pose) scores 0 whatever its `l1`.
+
+:func:`reference_floors` gives two reference errors of the dataset, no model involved:
+copying the appearance image as the answer, and predicting the mean training image.
 
 With an output directory it also writes the per-example images and losses as a
 dataset (`eval/epoch_NNNN/index.json` + PNGs) that :func:`load_eval_outputs` reads
@@ -40,7 +48,7 @@ from vunet_core.losses import compute_terms, loss_weights, weighted_total
 from vunet_core.model import VUNet
 from vunet_core.perceptual import PerceptualLoss
 
-IMAGE_KINDS = ("appearance", "pose", "target", "reconstruction", "transfer")
+IMAGE_KINDS = ("appearance", "pose", "target", "reconstruction", "transfer", "other_appearance", "other_transfer")
 VALIDATION_SEED = 1234
 
 
@@ -79,17 +87,35 @@ def fixed_noise(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _paired_batches(val: PairDataset, recon: PairDataset, batch_size: int) -> Iterator[tuple[Batch, Batch]]:
-    yield from zip(
-        iterate_batches(val, batch_size, shuffle=False), iterate_batches(recon, batch_size, shuffle=False), strict=True
-    )
+def _aligned_batches(datasets: list[PairDataset], batch_size: int) -> Iterator[tuple[Batch, ...]]:
+    """Batches of datasets whose row k has the same target (val, its reconstructions, its cross pairs)."""
+    yield from zip(*(iterate_batches(d, batch_size, shuffle=False) for d in datasets), strict=True)
+
+
+def reference_floors(train: PairDataset, val: PairDataset, batch_size: int = 64) -> dict[str, float]:
+    """Transfer L1 of two model-free answers on the validation pairs (a yardstick for `val/transfer/l1`).
+
+    `val/floor/copy_appearance_l1`: the appearance image itself (right clothes, wrong pose);
+    `val/floor/mean_image_l1`: the per-pixel mean training image (no person-specific anything).
+    """
+    mean = torch.from_numpy(train.mean_image())  # (3, S, S)
+    copy_l1: list[Tensor] = []
+    mean_l1: list[Tensor] = []
+    for b in iterate_batches(val, batch_size, shuffle=False):
+        copy_l1.append((b.appearance_image - b.target).abs().flatten(1).mean(1))
+        mean_l1.append((mean - b.target).abs().flatten(1).mean(1))
+    if not copy_l1:
+        return {"val/floor/copy_appearance_l1": float("nan"), "val/floor/mean_image_l1": float("nan")}
+    return {
+        "val/floor/copy_appearance_l1": float(torch.cat(copy_l1).mean()),
+        "val/floor/mean_image_l1": float(torch.cat(mean_l1).mean()),
+    }
 
 
 @torch.no_grad()
 def evaluate(
     model: VUNet,
     val: PairDataset,
-    recon: PairDataset,
     cfg: Config,
     step: int,
     perceptual: PerceptualLoss | None,
@@ -103,14 +129,22 @@ def evaluate(
     weights = loss_weights(cfg.losses, step)
     per_example: dict[str, list[Tensor]] = defaultdict(list)
     writer = _EvalWriter(out_dir, cfg.eval.max_examples) if out_dir is not None else None
+    has_other_person = val.num_persons > 1
+    datasets = [val, val.with_pairing("same_image"), val.with_pairing("cross_person")]
     with fixed_noise(VALIDATION_SEED, device):
-        for pair, own in _paired_batches(val, recon, cfg.training.val_batch_size):
-            pair, own = pair.to(device), own.to(device)
+        for pair, own, cross in _aligned_batches(datasets, cfg.training.val_batch_size):
+            pair, own, cross = pair.to(device), own.to(device), cross.to(device)
             rec = model(own.pose, own.appearance, mode="train")
             values = compute_terms(terms, own.target, rec, perceptual)
             values["total"] = weighted_total(weights, values, torch.zeros_like(values[terms[0]]))
             moved = model(pair.pose, pair.appearance, mode="transfer")
             metrics = transfer_metrics(moved.image, pair.target)
+            wrong = model(cross.pose, cross.appearance, mode="transfer").image
+            metrics["l1_wrong_appearance"] = (wrong - cross.target).abs().flatten(1).mean(1)  # (B,)
+            metrics["appearance_gain"] = metrics["l1_wrong_appearance"] - metrics["l1"]
+            if not has_other_person:  # no other person to take an appearance from: undefined, not 0
+                metrics["l1_wrong_appearance"] = torch.full_like(metrics["l1"], float("nan"))
+                metrics["appearance_gain"] = torch.full_like(metrics["l1"], float("nan"))
             if perceptual is not None:
                 metrics["perceptual"] = perceptual(moved.image, pair.target)
             for name, v in values.items():
@@ -118,7 +152,8 @@ def evaluate(
             for name, v in metrics.items():
                 per_example[f"val/transfer/{name}"].append(v.float().cpu())
             if writer is not None:
-                writer.add(pair, rec.image, moved.image, {k: v[-1] for k, v in per_example.items()})
+                outputs = {"reconstruction": rec.image, "transfer": moved.image, "other_transfer": wrong}
+                writer.add(pair, cross.appearance_image, outputs, {k: v[-1] for k, v in per_example.items()})
     model.train(was_training)
     if writer is not None:
         writer.finish(step)
@@ -134,14 +169,10 @@ class _EvalWriter:
         self.rows: list[dict[str, Any]] = []
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    def add(self, pair: Batch, reconstruction: Tensor, transfer: Tensor, losses: dict[str, Tensor]) -> None:
-        images = {
-            "appearance": to_uint8(pair.appearance_image),
-            "pose": to_uint8(pair.pose),
-            "target": to_uint8(pair.target),
-            "reconstruction": to_uint8(reconstruction),
-            "transfer": to_uint8(transfer),
-        }
+    def add(self, pair: Batch, other_appearance: Tensor, outputs: dict[str, Tensor], losses: dict[str, Tensor]) -> None:
+        inputs = {"appearance": pair.appearance_image, "pose": pair.pose, "target": pair.target}
+        tensors = {**inputs, **outputs, "other_appearance": other_appearance}
+        images = {kind: to_uint8(tensors[kind]) for kind in IMAGE_KINDS}
         for i, key in enumerate(pair.keys):
             if self.max_examples is not None and len(self.rows) >= self.max_examples:
                 return

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from vunet_core.config import LOSS_TERMS, Config
 
-TRANSFER_METRICS = ("l1", "ssim")
+TRANSFER_METRICS = ("l1", "ssim", "l1_wrong_appearance", "appearance_gain")
+FLOOR_METRICS = ("val/floor/copy_appearance_l1", "val/floor/mean_image_l1")  # constant per dataset
 
 
 def reported_metrics(cfg: Config) -> list[str]:
@@ -19,13 +20,14 @@ def reported_metrics(cfg: Config) -> list[str]:
     names += [f"val/transfer/{m}" for m in TRANSFER_METRICS]
     if _has_vgg(cfg):
         names.append("val/transfer/perceptual")
+    names += list(FLOOR_METRICS)
     names += ["time/epoch_s", "time/data_fraction", "perf/train_img_per_s"]
     return names
 
 
 def metric_directions() -> dict[str, str]:
     """Whether lower or higher is better, by metric suffix (for sweep defaults)."""
-    return {"val/transfer/ssim": "max", "perf/train_img_per_s": "max"}
+    return {"val/transfer/ssim": "max", "val/transfer/appearance_gain": "max", "perf/train_img_per_s": "max"}
 
 
 def _has_vgg(cfg: Config) -> bool:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from vunet_core.checkpoint import CHECKPOINT_NAME, TrainingState, read_checkpoint, restore, save_checkpoint
 from vunet_core.config import Config, OptimizerConfig, render_config
 from vunet_core.data import Batch, PairDataset, Splits, check_data, iterate_batches, prepare_data
-from vunet_core.evaluation import evaluate
+from vunet_core.evaluation import evaluate, reference_floors
 from vunet_core.grids import sample_grid, save_grid
 from vunet_core.losses import compute_losses, linear_window, loss_weights
 from vunet_core.model import VUNet, count_parameters
@@ -127,6 +127,7 @@ class _Run:
         else:
             self.state = TrainingState(step=0, epoch=0, steps_into_epoch=0, config=cfg)
             self._data_dependent_init()
+        self.floors = reference_floors(self.splits.train, self.splits.val)  # once per run: the data's yardstick
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(render_config(cfg))
 
@@ -228,19 +229,9 @@ def train_epochs(
         metrics = run.train_epoch()
         number = run.state.epoch + 1
         eval_dir = out / "eval" / f"epoch_{number:04d}" if run.write_eval(number) else None
-        metrics.update(
-            evaluate(
-                run.model,
-                run.splits.val,
-                run.splits.val_recon,
-                cfg,
-                run.state.step,
-                run.perceptual,
-                run.device,
-                eval_dir,
-            )
-        )
-        grid = sample_grid(run.model, run.splits.val, run.splits.val_recon, cfg.eval.num_grid_examples, run.device)
+        metrics.update(evaluate(run.model, run.splits.val, cfg, run.state.step, run.perceptual, run.device, eval_dir))
+        metrics.update(run.floors)
+        grid = sample_grid(run.model, run.splits.val, cfg.eval.num_grid_examples, run.device)
         grid_path = save_grid(grid, out / "samples" / f"epoch_{number:04d}.png")
         run.state.epoch, run.state.steps_into_epoch = number, 0
         metrics["time/epoch_s"] = time.perf_counter() - epoch_start
@@ -268,7 +259,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, 
     p = cfg.losses.perceptual
     perceptual = PerceptualLoss(p).to(device) if p.vgg_weights else None
     out_dir = checkpoint.resolve().parent.parent / "eval" / f"step_{state.step:07d}"
-    metrics = evaluate(model, splits.val, splits.val_recon, cfg, state.step, perceptual, device, out_dir)
+    metrics = evaluate(model, splits.val, cfg, state.step, perceptual, device, out_dir)
     return out_dir, metrics
 
 

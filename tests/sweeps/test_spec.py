@@ -415,3 +415,16 @@ def test_baseline_false_allows_unrepresentable_base_values(tmp_path: Path) -> No
     spec = load_spec(write(tmp_path, data))
     assert spec.baseline is False
     assert config_from_tree(spec.base_tree()).model.appearance_input == "crops"
+
+
+@pytest.mark.parametrize(
+    ("metric", "mode"),
+    [
+        ("val/transfer/appearance_gain", "max"),
+        ("val/transfer/l1_wrong_appearance", "min"),
+        ("val/floor/copy_appearance_l1", "min"),
+    ],
+)
+def test_transfer_evidence_metrics_are_accepted_as_objectives(tmp_path: Path, metric: str, mode: str) -> None:
+    spec = load_spec(write(tmp_path, variant(metric={"name": metric})))
+    assert spec.metric == metric and spec.mode == mode  # the gain is maximized unless told otherwise

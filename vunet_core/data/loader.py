@@ -10,7 +10,9 @@ same_person``, with another image of the same person from the same split.
 Validation examples are fixed transfer pairs: for each validation image b (sorted
 by key) the appearance comes from the next image of b's person (cyclic), the pose
 and target from b. A person with a single image (possible in real data) degenerates
-to a reconstruction pair (appearance = target).
+to a reconstruction pair (appearance = target). ``cross_person`` pairs each
+validation target with an image of a *different* person (fixed seeded choice), the
+counterfactual that shows whether the output depends on whose appearance went in.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from vunet_core.data.cache import SplitArrays
 from vunet_core.data.crops import NUM_PARTS
 from vunet_core.data.stickman import to_signed
 
-PAIRINGS = ("same_image", "same_person", "transfer")
+PAIRINGS = ("same_image", "same_person", "transfer", "cross_person")
+CROSS_PERSON_SEED = 2018  # fixed: every run and epoch scores the same wrong-appearance pairs
 MAX_IN_MEMORY_BYTES = 8 << 30  # larger caches stay memory-mapped and are read per batch
 
 
@@ -83,7 +86,7 @@ class PairDataset:
             self.appearance_shape = (3, self.image_size, self.image_size)
         self._members = _group_by_person(self.image_persons)
         self._rng = np.random.default_rng(seed)  # for same_person when the caller passes no rng
-        self.pairs: np.ndarray | None = self._transfer_pairs() if pairing == "transfer" else None
+        self.pairs: np.ndarray | None = self._fixed_pairs(pairing)
 
     def __len__(self) -> int:
         return len(self.pairs) if self.pairs is not None else len(self.image_keys)
@@ -94,8 +97,26 @@ class PairDataset:
             raise ValueError(f"pairing must be one of {PAIRINGS}, got {pairing!r}")
         out = copy.copy(self)
         out.pairing = pairing
-        out.pairs = self._transfer_pairs() if pairing == "transfer" else None
+        out.pairs = self._fixed_pairs(pairing)
         return out
+
+    @property
+    def num_persons(self) -> int:
+        return len(self._members)
+
+    def mean_image(self) -> np.ndarray:
+        """The per-pixel mean image of this split, (3, S, S) float32 in [-1, 1]."""
+        total = np.zeros(self._images.shape[1:], dtype=np.float64)
+        for start in range(0, len(self._images), 256):  # chunks: memory-mapped caches stay cheap
+            total += self._images[start : start + 256].sum(axis=0, dtype=np.float64)
+        return (total / max(1, len(self._images)) / 127.5 - 1.0).astype(np.float32)
+
+    def _fixed_pairs(self, pairing: str) -> np.ndarray | None:
+        if pairing == "transfer":
+            return self._transfer_pairs()
+        if pairing == "cross_person":
+            return self._cross_person_pairs()
+        return None
 
     def _transfer_pairs(self) -> np.ndarray:
         """(N, 2) [appearance, target] rows: target b, appearance = the next image of b's person (cyclic)."""
@@ -104,6 +125,24 @@ class PairDataset:
             members = self._members[person]
             pos = int(np.searchsorted(members, b))
             pairs[b] = (members[(pos + 1) % len(members)], b)  # one image only -> (b, b): reconstruction
+        return pairs
+
+    def _cross_person_pairs(self) -> np.ndarray:
+        """(N, 2) [appearance, target] rows: target b, appearance = an image of another person.
+
+        The other person and their image are drawn uniformly from a fixed seed. A split with a
+        single person has no other person: its rows are (b, b), and callers report no gain.
+        """
+        rng = np.random.default_rng(CROSS_PERSON_SEED)
+        people = sorted(self._members)
+        pairs = np.zeros((len(self.image_keys), 2), dtype=np.int64)
+        for b, person in enumerate(self.image_persons):
+            others = [p for p in people if p != person]
+            if not others:
+                pairs[b] = (b, b)
+                continue
+            members = self._members[others[int(rng.integers(len(others)))]]
+            pairs[b] = (members[int(rng.integers(len(members)))], b)
         return pairs
 
     def _partners(self, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -168,6 +207,11 @@ class Splits:
     def val_recon(self) -> PairDataset:
         """Validation images paired with themselves, row k = the target of `val` example k (arrays shared)."""
         return self.val.with_pairing("same_image")
+
+    @property
+    def val_cross(self) -> PairDataset:
+        """Validation targets with another person's appearance, row k = the target of `val` example k."""
+        return self.val.with_pairing("cross_person")
 
 
 def iterate_batches(
