@@ -208,11 +208,6 @@ class Splits:
         """Validation images paired with themselves, row k = the target of `val` example k (arrays shared)."""
         return self.val.with_pairing("same_image")
 
-    @property
-    def val_cross(self) -> PairDataset:
-        """Validation targets with another person's appearance, row k = the target of `val` example k."""
-        return self.val.with_pairing("cross_person")
-
 
 def iterate_batches(
     ds: PairDataset, batch_size: int, *, shuffle: bool, rng: np.random.Generator | None = None, wrap: bool = False
