@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vunet_core import Config, ConfigError, PathsError, apply_overrides, config_from_tree, flatten
+from vunet_core import Config, ConfigError, PathsError, apply_overrides, config_from_tree, flatten, number_problem
 
 if TYPE_CHECKING:
     import optuna
@@ -94,6 +94,9 @@ def _categorical(values: Any, when: dict[str, list[Any]], key: str, report: Repo
     if not isinstance(values, list) or not values or not all(isinstance(v, scalars) for v in values):
         report(f"{key}/values", f"got {values!r}, expected a non-empty list of numbers, strings, booleans or null")
         return None
+    if bad := [v for v in values if isinstance(v, (int, float)) and number_problem(v)]:
+        report(f"{key}/values", f"got {bad[0]!r}, {number_problem(bad[0])}")
+        return None
     if any(same_value(a, b) for i, a in enumerate(values) for b in values[i + 1 :]):
         report(f"{key}/values", f"{values!r} lists a value twice")
     return Distribution("categorical", values=tuple(values), when=when)
@@ -110,9 +113,11 @@ def _numeric(
     problems: list[tuple[str, str]] = []
     for k, v in (("min", low), ("max", high)):
         if v is None:
-            problems.append((f"{key}/{k}", f"got {raw.get(k)!r}, expected {'an integer' if integer else 'a number'}"))
+            problems.append((f"{key}/{k}", _not_a_bound(raw.get(k), integer)))
     if low is None or high is None:
         pass
+    elif not math.isfinite(high - low):
+        problems.append((key, f"range {low}..{high} is too wide to sample (its width is not a finite number)"))
     elif low >= high:
         problems.append((key, f"empty or inverted range: min {low} >= max {high} (for a single value write value: X)"))
     elif kind.endswith("log_uniform") and low <= 0:
@@ -122,6 +127,12 @@ def _numeric(
     for k, msg in problems:
         report(k, msg)
     return None if problems else Distribution(kind, low=low, high=high, step=step, when=when)
+
+
+def _not_a_bound(given: Any, integer: bool) -> str:
+    if isinstance(given, (int, float)) and not isinstance(given, bool) and (problem := number_problem(given)):
+        return f"got {given!r}, {problem}"
+    return f"got {given!r}, expected {'an integer' if integer else 'a number'}"
 
 
 def _step_problem(kind: str, low: float, high: float, step: float | None, given: Any) -> str | None:
@@ -329,11 +340,11 @@ def leaf_type(path: str) -> type:
 
 
 def parse_number(value: Any, integer: bool) -> Any:
-    """A finite int/float (bools rejected); with `integer`, integral floats become ints; else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    """A finite int/float within 64 bits (bools rejected); with `integer`, integral floats become ints; else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or number_problem(value) is not None:
         return None
     if integer:
-        return int(value) if float(value).is_integer() else None
+        return int(value) if float(value).is_integer() and number_problem(int(value)) is None else None
     return value
 
 

@@ -36,6 +36,7 @@ from vunet_core import (
     ConfigError,
     PathsError,
     apply_overrides,
+    binary_text_problem,
     closest_path,
     config_from_tree,
     config_to_tree,
@@ -43,6 +44,8 @@ from vunet_core import (
     known_paths,
     merge_yaml_files,
     metric_directions,
+    one_line,
+    read_yaml_text,
     reported_metrics,
 )
 
@@ -170,9 +173,12 @@ _Loader.add_implicit_resolver(
 
 
 def _read_yaml(src: Path) -> tuple[str, dict[str, Any], dict[str, int]]:
-    if not src.is_file():
+    if not src.exists():
         raise SpecError([f"{src}: no such sweep file"])
-    text = src.read_text()
+    try:
+        text = read_yaml_text(src, "a sweep YAML file (e.g. search_spaces/smoke.yaml)")
+    except PathsError as exc:
+        raise SpecError([str(exc)]) from None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
@@ -181,8 +187,10 @@ def _read_yaml(src: Path) -> tuple[str, dict[str, Any], dict[str, int]]:
         mark = exc.problem_mark or exc.context_mark
         where = f"{src}:{mark.line + 1}" if mark else str(src)
         raise SpecError([f"{where}: malformed YAML: {exc.problem or exc.context}"]) from None
+    except yaml.reader.ReaderError as exc:
+        raise SpecError([f"{src}: {binary_text_problem(exc)}"]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([f"{src}: malformed YAML: {exc}"]) from None
+        raise SpecError([f"{src}: malformed YAML: {one_line(str(exc))}"]) from None
     if not isinstance(data, dict):
         raise SpecError([f"{src}: expected a mapping of sweep settings (name, parameters, metric, ...)"])
     return text, data, _key_lines(node, "")
@@ -294,7 +302,7 @@ def _full_tree(
         tree = apply_overrides(tree, layer)
         if (problem := _config_problem(tree)) is not None:
             path, _, rest = problem.partition(": ")
-            if path in layer:  # name the offending entry (and its line) when the config names it
+            if re.sub(r"\[\d+\]$", "", path) in layer:  # name the offending entry (and its line) when known
                 rep.add(f"{prefix}{path}", rest)
             else:
                 rep.add(stage, f"the config is invalid after applying {stage}: {problem}")
@@ -325,7 +333,10 @@ def _base_files_tree(src: Path, raw: dict[str, Any], rep: _Report) -> dict[str, 
         if not isinstance(entry, str):
             rep.add(f"base[{i}]", f"got {entry!r}, expected a config file path")
             ok = False
-        elif not (p := _resolve(src, entry)).is_file():
+        elif (p := _resolve(src, entry)).is_dir():
+            rep.add(f"base[{i}]", f"{entry}: is a directory (at {p}); expected a config YAML file")
+            ok = False
+        elif not p.is_file():
             rep.add(f"base[{i}]", f"{entry}: no such file (looked for {p})")
             ok = False
     if not ok:

@@ -24,15 +24,26 @@ if __package__ in (None, ""):  # `python sweeps/train.py`: make the project impo
 
 from sweeps.tracking import (  # noqa: E402
     TrackingError,
+    bound_http_calls,
     check_tracking,
     ensure_experiment,
     log_epoch_outputs,
     log_metrics,
     log_params,
+    redact,
     set_tags,
     tracking_uri,
 )
-from vunet_core import Config, ConfigError, PathsError, flat_config, parse_overrides, render_config, resolve_config  # noqa: E402
+from vunet_core import (  # noqa: E402
+    Config,
+    ConfigError,
+    PathsError,
+    check_writable_dir,
+    flat_config,
+    parse_overrides,
+    render_config,
+    resolve_config,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,11 +66,13 @@ def source_record(config_path: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    bound_http_calls()
     try:
         cfg = resolve_config([args.config], {"training/progress": True, **parse_overrides(rest)})
         from vunet_core.training import check_inputs
 
         check_inputs(cfg)
+        check_writable_dir(Path(args.runs_dir), "--runs-dir")
         uri = tracking_uri()
         check_tracking(uri)
     except (ConfigError, PathsError, TrackingError) as exc:
@@ -86,7 +99,7 @@ def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, expe
     log_params(client, run_id, flat_config(cfg))
     client.log_text(run_id, render_config(cfg), "config.yaml")
     print(render_config(cfg), flush=True)
-    print(f"run directory: {run_dir}\nMLflow: {uri} run {run_id}", flush=True)
+    print(f"run directory: {run_dir}\nMLflow: {redact(uri)} run {run_id}", flush=True)
     status = "FAILED"
     try:
         for result in train_epochs(cfg, run_dir):

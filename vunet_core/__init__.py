@@ -5,6 +5,7 @@ evaluation. Never imports ray, optuna or mlflow; the `sweeps` package uses only
 what is exported here.
 """
 
+from vunet_core.checkpoint import ARCHITECTURE_KEYS, check_same_architecture
 from vunet_core.config import (
     Config,
     ConfigError,
@@ -13,14 +14,28 @@ from vunet_core.config import (
     config_to_tree,
     flat_config,
     known_paths,
+    number_problem,
     render_config,
     resolve_config,
 )
 from vunet_core.metrics import metric_directions, reported_metrics
-from vunet_core.paths import PathsError, apply_overrides, flatten, merge_yaml_files, parse_overrides, unflatten
+from vunet_core.paths import (
+    PathsError,
+    apply_overrides,
+    binary_text_problem,
+    check_writable_dir,
+    flatten,
+    merge_yaml_files,
+    one_line,
+    parse_overrides,
+    read_yaml_text,
+    unflatten,
+)
 from vunet_core.training import DivergedError, EpochResult, train_epochs
 
 __all__ = [
+    "ARCHITECTURE_KEYS",
+    "check_same_architecture",
     "DivergedError",
     "EpochResult",
     "train_epochs",
@@ -32,11 +47,16 @@ __all__ = [
     "flat_config",
     "flatten",
     "known_paths",
+    "number_problem",
     "parse_overrides",
     "render_config",
     "resolve_config",
     "unflatten",
     "apply_overrides",
+    "binary_text_problem",
+    "check_writable_dir",
+    "one_line",
+    "read_yaml_text",
     "closest_path",
     "merge_yaml_files",
     "metric_directions",

@@ -22,6 +22,15 @@ import yaml
 from vunet_core.config import Config, ConfigError, config_from_tree, render_config
 
 CHECKPOINT_NAME = "last.pt"
+# model/ settings that shape the tensors: a checkpoint only loads into a model built with its values.
+ARCHITECTURE_KEYS = (
+    "spatial_size",
+    "box_factor",
+    "bottleneck_factor",
+    "base_channels",
+    "max_channels",
+    "appearance_input",
+)
 
 
 @dataclass
@@ -73,6 +82,21 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def checkpoint_config(payload: dict[str, Any]) -> Config:
     """The resolved config stored in a checkpoint."""
     return config_from_tree(yaml.safe_load(payload["config_yaml"]))
+
+
+def check_same_architecture(cfg: Config, saved: Config, source: Path) -> None:
+    """ConfigError naming the first architecture setting of `cfg` that differs from the checkpoint's `saved`.
+
+    Dropout, temperature and posterior feedback may change; the settings in
+    :data:`ARCHITECTURE_KEYS` may not (the checkpoint's tensors would not fit the model).
+    """
+    for key in ARCHITECTURE_KEYS:
+        new, old = getattr(cfg.model, key), getattr(saved.model, key)
+        if new != old:
+            raise ConfigError(
+                f"model/{key}: got {new!r}, but checkpoint {source} has {old!r}; the architecture "
+                "(model/" + ", ".join(ARCHITECTURE_KEYS) + ") cannot change when continuing or evaluating a run"
+            )
 
 
 def restore(

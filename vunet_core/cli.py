@@ -6,8 +6,11 @@
 
 The resolved config is printed first. A new run lives in `runs/<time>_<name>/`
 (config.yaml, checkpoints/, samples/, eval/, metrics.jsonl). A bad config path or
-value, a missing file or dataset is one line on stderr and exit code 2, before any
-compute. Ctrl-C during training saves a checkpoint (resume with `-p RUN -t`).
+value (including .nan/.inf and integers beyond 64 bits), an unknown option, a config
+file that is not readable YAML, a missing or corrupt dataset, an architecture change
+against the `-p` checkpoint or a `--runs-dir` that cannot be created is one line on
+stderr and exit code 2, before any compute or run directory. Ctrl-C during training
+saves a checkpoint (resume with `-p RUN -t`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vunet_core.checkpoint import checkpoint_config, find_checkpoint, read_checkpoint
-from vunet_core.config import Config, ConfigError, config_from_tree, config_to_tree, render_config, resolve_config
-from vunet_core.paths import PathsError, apply_overrides, parse_overrides
+from vunet_core.checkpoint import check_same_architecture, checkpoint_config, find_checkpoint, read_checkpoint
+from vunet_core.config import (
+    Config,
+    ConfigError,
+    config_from_tree,
+    config_to_tree,
+    known_paths,
+    render_config,
+    resolve_config,
+)
+from vunet_core.paths import PathsError, apply_overrides, check_writable_dir, parse_overrides, split_config_files
 
 SUMMARY_KEYS = ("train/loss/total", "val/loss/total", "val/transfer/l1", "val/transfer/ssim", "time/epoch_s")
 
@@ -40,10 +51,8 @@ def split_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]
     """Parse flags; everything else is `PATH VALUE` overrides (a leading `--` accepted)."""
     args, rest = build_parser().parse_known_args(argv)
     # `-b a.yaml b.yaml losses/KL/weight 1` : nargs="+" swallows the overrides; give them back.
-    files = [f for f in args.base if f.endswith((".yaml", ".yml"))]
-    rest = [f for f in args.base if not f.endswith((".yaml", ".yml"))] + rest
-    args.base = files
-    return args, parse_overrides(rest)
+    args.base, swallowed = split_config_files(args.base, known_paths())
+    return args, parse_overrides(swallowed + rest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,15 +74,17 @@ def _dispatch(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         raise ConfigError("nothing to do: give -t to train, or -p RUN to evaluate a run")
     if args.project is not None:
         ckpt = find_checkpoint(Path(args.project))
-        base = config_to_tree(checkpoint_config(read_checkpoint(ckpt)))
+        saved = checkpoint_config(read_checkpoint(ckpt))
         cfg = (
-            config_from_tree(apply_overrides(base, overrides))
+            config_from_tree(apply_overrides(config_to_tree(saved), overrides))
             if not args.base
             else resolve_config(args.base, overrides)
         )
+        check_same_architecture(cfg, saved, ckpt)
     else:
         ckpt = None
         cfg = resolve_config(args.base, overrides)
+        check_writable_dir(Path(args.runs_dir), "--runs-dir")
     check_inputs(cfg)
     print(render_config(cfg), flush=True)
     if not args.train:
@@ -85,7 +96,10 @@ def _dispatch(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
 def _new_run_dir(root: Path, cfg: Config) -> Path:
     run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}_{cfg.training.name}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:  # e.g. a read-only file system, or a run of the same name this second
+        raise PathsError(f"--runs-dir {root}: cannot create {run_dir.name} ({exc.strerror or exc})") from None
     return run_dir.resolve()
 
 

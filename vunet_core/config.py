@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -292,7 +293,21 @@ def _coerce_scalar(path: str, value: Any, base: type, hint: Any = None) -> Any:
     }[base]
     if not ok:
         raise ConfigError(f"{path}: got {value!r}, expected {_type_name(hint or base)}")
+    if base in (int, float) and (problem := number_problem(value)):
+        raise ConfigError(f"{path}: got {value!r}, {problem}")
     return float(value) if base is float else value
+
+
+INT64_LIMIT = 2**63
+
+
+def number_problem(value: float) -> str | None:
+    """Why a number cannot be a setting (not finite, or an integer beyond signed 64 bits), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "expected a finite number (not .nan or .inf; YAML reads 1e999 as .inf)"
+    if isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT:
+        return "expected a number that fits in 64 bits (integers within +-2**63)"
+    return None
 
 
 def _type_name(hint: Any) -> str:

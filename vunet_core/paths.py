@@ -2,15 +2,19 @@
 
 `losses/KL/end_ramp_val` is the same name in YAML (nested), on the command line
 (`--losses/KL/end_ramp_val 0.5`), as an Optuna parameter and as an MLflow param.
-This module parses `PATH VALUE` overrides, flattens and unflattens trees, merges
-stacked YAML files (later files win) and renders a tree as YAML. Nothing here
-mutates its inputs.
+This module parses `PATH VALUE` overrides, flattens and unflattens trees, reads and
+merges stacked YAML files (later files win) and renders a tree as YAML. Its errors
+(PathsError) are one line naming the file or argument to fix: an unknown option, a
+config file that is not YAML, not UTF-8 text or a directory. Nothing here mutates
+its inputs.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +104,16 @@ def _yaml_float(text: str) -> Any:
         return text
 
 
-def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
-    """`["--a/b", "1", "c", "x"]` -> {"a/b": 1, "c": "x"} (flat, in order)."""
+def parse_overrides(args: Sequence[str], bare_keys: Collection[str] = ()) -> dict[str, Any]:
+    """`["--a/b", "1", "c", "x"]` -> {"a/b": 1, "c": "x"} (flat, in order).
+
+    A `-`-led item where a path belongs is a mistyped option unless it names a config
+    path (those always contain `/`) or one of `bare_keys` (slash-less keys such as a
+    sweep file's `num_samples`): PathsError "unknown option ...; see --help".
+    """
+    for item in args[::2]:
+        if _looks_like_option(item) and not (SEP in item or item.lstrip("-") in bare_keys):
+            raise PathsError(f"unknown option {item}; see --help")
     if len(args) % 2:
         raise PathsError(f"override {args[-1]!r} has no value; write PATH VALUE pairs")
     out: dict[str, Any] = {}
@@ -113,24 +125,99 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _looks_like_option(item: str) -> bool:
+    """`--dry-runx`, `-x`: yes; `-3` or `-.5` (a value one place off): no."""
+    return item.startswith("-") and re.fullmatch(r"-[\d.].*", item) is None
+
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def split_config_files(items: Sequence[str], settings: Collection[str] = ()) -> tuple[list[str], list[str]]:
+    """Split what `-b` swallowed into YAML config files and the `PATH VALUE` overrides after them.
+
+    `-b a.yaml losses/KL/weight 0.5` gives (["a.yaml"], ["losses/KL/weight", "0.5"]). The first
+    non-YAML item starts the overrides unless it is an existing file or directory or has a
+    file suffix such as `.json` (config paths never contain dots): PathsError naming it. Items
+    in `settings` (the known config paths) are always overrides.
+    """
+    files = [f for f in items if f.endswith(YAML_SUFFIXES)]
+    rest = [f for f in items if not f.endswith(YAML_SUFFIXES)]
+    if rest and rest[0] not in settings:
+        first = Path(rest[0])
+        if first.is_dir():
+            raise PathsError(f"{first}: is a directory; config files must be YAML files (.yaml or .yml)")
+        if first.exists() or first.suffix[1:].isalpha():
+            raise PathsError(f"{first}: config files must be YAML (.yaml or .yml)")
+    return files, rest
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """One YAML mapping; errors name the file (and line for syntax errors)."""
+    """One YAML mapping; errors name the file (and line for syntax errors), one line each."""
     p = Path(path)
-    if not p.is_file():
-        raise PathsError(f"{p}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
-        raise PathsError(f"{p}: YAML syntax error at {where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise PathsError(f"{p}: YAML error: {exc}") from None
+    data = yaml_document(p, read_yaml_text(p))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise PathsError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
     return _nest_slash_keys(data)
+
+
+def read_yaml_text(p: Path, what: str = "a YAML file") -> str:
+    """The UTF-8 text of a YAML file; PathsError (one line) when it is missing, a directory or unreadable.
+
+    `what` names the expected file in the directory message, e.g. "a sweep YAML file".
+    """
+    if p.is_dir():
+        raise PathsError(f"{p}: is a directory; expected {what}")
+    if not p.exists():
+        raise PathsError(f"{p}: no such file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        byte = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise PathsError(f"{p}: not UTF-8 text YAML ({byte}); is it a binary file?") from None
+    except OSError as exc:
+        raise PathsError(f"{p}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+
+
+def yaml_document(p: Path, text: str) -> Any:
+    """`yaml.safe_load(text)` with errors as one line naming `p` (and the line when known)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:
+        raise PathsError(f"{p}: {binary_text_problem(exc)}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise PathsError(f"{p}: YAML syntax error at {where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise PathsError(f"{p}: YAML error: {one_line(str(exc))}") from None
+
+
+def binary_text_problem(exc: yaml.reader.ReaderError) -> str:
+    """YAML refuses NUL and most control characters: the file is binary, not YAML text."""
+    return (
+        f"not UTF-8 text YAML (control character #x{exc.character:02x} at offset {exc.position}); is it a binary file?"
+    )
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace (library messages span lines; user errors take one)."""
+    return " ".join(text.split())
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """PathsError unless `path` is, or can be created as, a writable directory (nothing is created).
+
+    `what` names the setting in the message, e.g. "--runs-dir".
+    """
+    p = Path(path).expanduser().absolute()
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if not existing.is_dir():
+        raise PathsError(f"{what} {path}: {existing} is a file, not a directory; choose another directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PathsError(f"{what} {path}: {existing} is not writable; choose another directory")
 
 
 def _nest_slash_keys(tree: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -28,7 +29,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vunet_core.checkpoint import CHECKPOINT_NAME, TrainingState, read_checkpoint, restore, save_checkpoint
+from vunet_core.checkpoint import (
+    CHECKPOINT_NAME,
+    TrainingState,
+    check_same_architecture,
+    checkpoint_config,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from vunet_core.config import Config, OptimizerConfig, render_config
 from vunet_core.data import Batch, PairDataset, Splits, check_data, iterate_batches, prepare_data
 from vunet_core.evaluation import evaluate, reference_floors
@@ -109,12 +118,16 @@ class _Run:
         self.out_dir = out_dir
         self.progress = progress
         payload = read_checkpoint(resume) if resume is not None else None
+        if payload is not None and resume is not None:
+            check_same_architecture(cfg, checkpoint_config(payload), resume)
         self.cfg = cfg
         if cfg.training.num_threads:
             torch.set_num_threads(cfg.training.num_threads)
         _seed_everything(cfg.training.seed)
         self.device = select_device(cfg.training.device)
-        self.splits: Splits = splits if splits is not None else prepare_data(cfg, progress=progress)
+        self.splits: Splits = (
+            splits if splits is not None else prepare_data(cfg, progress=progress, report=_note if progress else None)
+        )
         self.model = VUNet(cfg.model).to(self.device)
         if cfg.training.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -216,6 +229,11 @@ class _Run:
         return last or (every > 0 and epoch_number % every == 0)
 
 
+def _note(line: str) -> None:
+    """Data notes (e.g. images the filter dropped) go to stderr beside the progress bars."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def train_epochs(
     cfg: Config, out_dir: str | Path, *, resume: str | Path | None = None, progress: bool | None = None
 ) -> Iterator[EpochResult]:
@@ -251,6 +269,7 @@ def check_inputs(cfg: Config) -> None:
 def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, float]]:
     """Evaluate a checkpoint on `cfg`'s validation split; eval outputs next to the checkpoint's run."""
     payload = read_checkpoint(checkpoint)
+    check_same_architecture(cfg, checkpoint_config(payload), checkpoint)
     _seed_everything(cfg.training.seed)
     device = select_device(cfg.training.device)
     splits = prepare_data(cfg, progress=cfg.training.progress)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps.space import baseline_point, define_by_run, make_sampler, trial_config, trial_tree
+from sweeps.space import baseline_point, define_by_run, make_sampler, parse_number, trial_config, trial_tree
 from sweeps.spec import SweepSpec, load_spec
 from sweeps.tuner import make_searcher
 from vunet_core import ConfigError, flatten
@@ -180,3 +180,25 @@ def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
 
     assert sequence(3) == sequence(3)
     assert sequence(3)[1:] != sequence(4)[1:]  # the baseline is the same, the samples differ
+
+
+@pytest.mark.parametrize(
+    ("value", "integer", "expected"),
+    [
+        (3, True, 3),
+        (4.0, True, 4),
+        (0.5, False, 0.5),
+        (2**63 - 1, True, 2**63 - 1),
+        (-(2**63), False, -(2**63)),
+        (2**63, True, None),
+        (99999999999999999999999, False, None),
+        (1e23, True, None),  # integral, but not a 64-bit integer
+        (float("nan"), False, None),
+        (float("inf"), False, None),
+        (-math.inf, True, None),
+        (True, True, None),
+        ("3", True, None),
+    ],
+)
+def test_parse_number_accepts_only_finite_64_bit_numbers(value: Any, integer: bool, expected: Any) -> None:
+    assert parse_number(value, integer) == expected

@@ -5,6 +5,9 @@ exactly one clear line naming the file, the key and (where it can) the fix."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import yaml
 
 from sweeps.space import baseline_point
 from sweeps.spec import Distribution, SpecError, SweepSpec, load_spec
-from vunet_core import config_from_tree
+from vunet_core import config_from_tree, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,6 +169,83 @@ def test_spec_error_takes_one_line_or_many() -> None:
 def test_missing_sweep_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such sweep file"):
         load_spec(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00bin", "not UTF-8 text YAML (byte 0xff at offset 0); is it a binary file?"),
+        (b"name: t\n\x00\x01\x02", "not UTF-8 text YAML (control character #x00 at offset 8); is it a binary file?"),
+        (None, "is a directory; expected a sweep YAML file (e.g. search_spaces/smoke.yaml)"),
+    ],
+)
+def test_unreadable_sweep_file_is_one_line(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "sweep.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert info.value.problems == [f"{path}: {message}"]
+
+
+def test_unreadable_base_files_are_named(tmp_path: Path) -> None:
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00bin")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "nan.yaml").write_text("optimizer: {lr: 1e999}\n")  # plain YAML (base files) reads it as text
+    for base, message in (
+        ("bin.yaml", "bin.yaml: not UTF-8 text YAML (byte 0xff at offset 0)"),
+        ("configs", "base[0]: configs: is a directory"),
+        ("nan.yaml", "optimizer/lr: got '1e999', expected a number"),
+    ):
+        lines = problems(tmp_path, variant(base=[base]))
+        assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_text_numbers_that_overflow_are_rejected(tmp_path: Path) -> None:
+    text = yaml.safe_dump(variant(num_samples=None), sort_keys=False) + "num_samples: 1e999\n"
+    assert problems(tmp_path, text)[0].endswith("num_samples: got inf, expected an integer >= 1")  # type: ignore[arg-type]
+    text = yaml.safe_dump(variant(fixed=None), sort_keys=False) + "fixed: {optimizer/lr: 1e999}\n"
+    assert "fixed/optimizer/lr: got inf, expected a finite number" in problems(tmp_path, text)[0]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["optimizer/lr", ".nan"], "override optimizer/lr: got nan, expected a finite number"),
+        (["optimizer/lr", "1e999"], "override optimizer/lr: got inf, expected a finite number"),
+        (
+            ["training/batch_size", "99999999999999999999999"],
+            "override training/batch_size: got 99999999999999999999999",
+        ),
+        (["num_samples", "99999999999999999999999"], "num_samples: got 99999999999999999999999, expected an integer"),
+        (["losses/perceptual/feature_weights", "[1, 1, 1, 1, 1, .inf]"], "feature_weights[5]: got inf, expected a"),
+    ],
+)
+def test_command_line_numbers_must_be_finite_and_64_bit(tmp_path: Path, args: list[str], message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, VALID), parse_overrides(args))
+    assert len(info.value.problems) == 1 and message in info.value.problems[0], info.value.problems
+
+
+def test_run_cli_refuses_nan_and_binary_files_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00bin")
+    for args, message in (
+        ([str(ROOT / "search_spaces" / "smoke.yaml"), "optimizer/lr", ".nan"], "optimizer/lr: got nan, expected a"),
+        (["bin.yaml"], "bin.yaml: not UTF-8 text YAML"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "sweeps" / "run.py"), *args, "--out-dir", str(tmp_path / "out")],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri()},
+        )
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin.yaml"]  # nothing created
 
 
 def test_problem_lines_carry_the_yaml_line(tmp_path: Path) -> None:
@@ -358,6 +438,65 @@ BAD = {
     "max_failures negative": ({"max_failures": -1}, "max_failures", ">= 0"),
     "time budget not positive": ({"time_budget_s": 0}, "time_budget_s", "seconds > 0 or null"),
     "baseline not a bool": ({"baseline": "yes please"}, "baseline", "expected true or false"),
+    "nan fixed": ({"fixed/optimizer/lr": float("nan")}, "fixed/optimizer/lr", "got nan, expected a finite number"),
+    "inf in a fixed list": (
+        {"fixed/losses/perceptual/feature_weights": [1, 1, 1, 1, 1, float("inf")]},
+        "fixed/losses/perceptual/feature_weights[5]",
+        "got inf, expected a finite number",
+    ),
+    "int beyond 64 bits fixed": (
+        {"fixed/training/batch_size": 99999999999999999999999},
+        "fixed/training/batch_size",
+        "fits in 64 bits",
+    ),
+    "inf bound": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "uniform", "min": 0, "max": float("inf")}},
+        "parameters/losses/KL/end_ramp_val/max",
+        "got inf, expected a finite number",
+    ),
+    "nan bound": (
+        {"parameters/losses/KL/end_ramp_val": {"distribution": "uniform", "min": float("nan"), "max": 1}},
+        "parameters/losses/KL/end_ramp_val/min",
+        "got nan, expected a finite number",
+    ),
+    "int bound beyond 64 bits": (
+        {"parameters/training/batch_size": {"distribution": "int_uniform", "min": 1, "max": 10**23}},
+        "parameters/training/batch_size/max",
+        "fits in 64 bits",
+    ),
+    "nan step": (
+        {"parameters/losses/color_L2/weight": {"distribution": "uniform", "min": 0, "max": 1, "step": float("nan")}},
+        "parameters/losses/color_L2/weight/step",
+        "got nan, expected a positive number",
+    ),
+    "range wider than a float": (
+        {"parameters/losses/color_L2/weight": {"distribution": "uniform", "min": -1e308, "max": 1e308}},
+        "parameters/losses/color_L2/weight",
+        "too wide to sample",
+    ),
+    "nan among values": (
+        {"parameters/model/drop_prob": {"values": [0.1, float("nan")]}},
+        "parameters/model/drop_prob/values",
+        "got nan, expected a finite number",
+    ),
+    "int beyond 64 bits among values": (
+        {"parameters/model/max_channels": {"values": [16, 2**64]}},
+        "parameters/model/max_channels/values",
+        "fits in 64 bits",
+    ),
+    "nan constant": (
+        {"parameters/optimizer/eps": {"value": float("nan")}},
+        "parameters/optimizer/eps/value",
+        "got nan, expected a finite number",
+    ),
+    "num_samples beyond 64 bits": ({"num_samples": 10**23}, "num_samples", "expected an integer >= 1"),
+    "inf num_samples": ({"num_samples": float("inf")}, "num_samples", "expected an integer >= 1"),
+    "nan time budget": ({"time_budget_s": float("nan")}, "time_budget_s", "seconds > 0 or null"),
+    "inf reduction factor": (
+        {"scheduler": {"type": "asha", "reduction_factor": float("inf")}},
+        "scheduler/reduction_factor",
+        "expected a number > 1",
+    ),
     "list path searched": (
         {"parameters/losses/perceptual/gram_weights": {"values": [0, 1]}},
         "gram_weights",
@@ -428,3 +567,25 @@ def test_baseline_false_allows_unrepresentable_base_values(tmp_path: Path) -> No
 def test_transfer_evidence_metrics_are_accepted_as_objectives(tmp_path: Path, metric: str, mode: str) -> None:
     spec = load_spec(write(tmp_path, variant(metric={"name": metric})))
     assert spec.metric == metric and spec.mode == mode  # the gain is maximized unless told otherwise
+
+
+def test_single_training_cli_refuses_bad_arguments_before_tracking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sweeps.train import main as train_main
+
+    config = tmp_path / "best_config.yaml"
+    config.write_text(f"data: {{cache_dir: {tmp_path / 'cache'}}}\n")
+    (tmp_path / "somefile").write_text("x")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00bin")
+    for argv, message in (
+        ([str(config), "--dry-runx"], "error: unknown option --dry-runx; see --help"),
+        ([str(config), "training/seed", "1", "--dry-runx", "1"], "error: unknown option --dry-runx; see --help"),
+        ([str(config), "optimizer/lr", ".inf"], "error: optimizer/lr: got inf, expected a finite number"),
+        ([str(tmp_path / "bin.yaml")], "bin.yaml: not UTF-8 text YAML"),
+        ([str(config), "--runs-dir", str(tmp_path / "somefile" / "sub")], "somefile is a file, not a directory"),
+    ):
+        assert train_main(argv) == 2, argv
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_config.yaml", "bin.yaml", "somefile"]

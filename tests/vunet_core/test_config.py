@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -80,6 +81,48 @@ def test_bad_values_name_path_value_and_allowed(path: str, value: object, messag
     with pytest.raises(ConfigError) as exc:
         resolve_config([], {path: value})
     assert str(exc.value).startswith(message)
+
+
+FINITE = "expected a finite number"
+INT64 = "expected a number that fits in 64 bits"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("optimizer/lr", float("nan"), f"optimizer/lr: got nan, {FINITE}"),
+        ("optimizer/lr", float("inf"), f"optimizer/lr: got inf, {FINITE}"),
+        ("losses/KL/end_ramp_val", float("-inf"), f"losses/KL/end_ramp_val: got -inf, {FINITE}"),
+        ("training/batch_size", 99999999999999999999999, f"training/batch_size: got 99999999999999999999999, {INT64}"),
+        ("training/seed", -(2**63) - 1, f"training/seed: got {-(2**63) - 1}, {INT64}"),
+        ("optimizer/lr", 10**23, f"optimizer/lr: got {10**23}, {INT64}"),
+        ("losses/perceptual/feature_weights", [1, 1, 1, 1, 1, float("nan")], f"feature_weights[5]: got nan, {FINITE}"),
+    ],
+)
+def test_non_finite_and_oversized_numbers_are_rejected(path: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        resolve_config([], {path: value})
+    assert message in str(exc.value)
+    assert resolve_config([], {"training/seed": 2**63 - 1}).training.seed == 2**63 - 1  # the largest int64 is fine
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("optimizer: {lr: .nan}\n", f"optimizer/lr: got nan, {FINITE}"),
+        ("optimizer/eps: 1.0e+999\n", f"optimizer/eps: got inf, {FINITE}"),
+        ("losses:\n  perceptual: {gram_weights: [0, 0, 0, 0, 0, -.inf]}\n", f"gram_weights[5]: got -inf, {FINITE}"),
+        (
+            "training: {num_epochs: 99999999999999999999999}\n",
+            f"training/num_epochs: got 99999999999999999999999, {INT64}",
+        ),
+    ],
+)
+def test_non_finite_numbers_in_yaml_files_are_rejected(tmp_path, text: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve_config([cfg])
 
 
 def test_incomplete_ramp_is_an_error() -> None:

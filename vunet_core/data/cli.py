@@ -1,11 +1,13 @@
 """``vunet-data``: generate people, convert an original index.p, prepare the cache, render a preview.
 
     vunet-data synth --out DIR --size 64 --identities 48 --poses 12 --val-identities 8 --seed 0
-    vunet-data convert DIR/index.p            # writes DIR/index.json (no pickle needed afterwards)
+    vunet-data convert DIR/index.p --allow-pickle   # writes DIR/index.json (no pickle needed afterwards)
     vunet-data prepare [-b CFG.yaml ...] [PATH VALUE ...]   # check data, generate if needed, build cache
     vunet-data preview --out docs/generated_people.png [-b CFG.yaml ...] [PATH VALUE ...]
 
 User errors (bad data, config or arguments) print one line and exit with status 2.
+Loading a pickle runs code, so ``convert`` reads one only with ``--allow-pickle``
+(pass it for a trusted file, such as the original dataset's index.p).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vunet_core.config import Config, ConfigError, resolve_config
-from vunet_core.paths import PathsError, parse_overrides
+from vunet_core.config import Config, ConfigError, known_paths, resolve_config
+from vunet_core.data.errors import DataError
+from vunet_core.paths import PathsError, parse_overrides, split_config_files
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,13 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert an original index.p to index.json")
     c.add_argument("index", type=Path, help="path to index.p")
     c.add_argument("--out", type=Path, default=None, help="output file (default: index.json beside it)")
+    c.add_argument("--allow-pickle", action="store_true", help="unpickle the file (runs its code: trusted files only)")
     for name, text in (
         ("prepare", "check the data, generate if needed, build the cache"),
         ("preview", "render a picture grid"),
     ):
         q = sub.add_parser(name, help=text)
         # PATH VALUE overrides (e.g. data/root /data/market or --data/root ...) arrive as unknown args.
-        q.add_argument("-b", "--base", nargs="*", default=[], help="config YAML files (later wins); put them last")
+        q.add_argument("-b", "--base", nargs="*", default=[], help="config YAML files (later wins)")
         if name == "preview":
             q.add_argument("--out", type=Path, required=True, help="PNG file to write")
             q.add_argument("--split", choices=("train", "val"), default="val")
@@ -51,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, extra: Sequence[str]) -> Config:
-    return resolve_config(args.base, parse_overrides(list(extra)))
+    files, swallowed = split_config_files(
+        args.base, known_paths()
+    )  # `-b a.yaml data/root DIR`: -b took the override too
+    return resolve_config(files, parse_overrides([*swallowed, *extra]))
 
 
 def _run(args: argparse.Namespace, extra: Sequence[str]) -> None:
@@ -68,9 +75,11 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> None:
         seconds = time.perf_counter() - start
         print(f"wrote {n} images of {args.identities} people to {index.parent} ({n / seconds:.0f} images/s)")
     elif args.command == "convert":
+        if not args.allow_pickle:
+            raise DataError(f"{args.index}: a pickle runs code when loaded; pass --allow-pickle if the file is trusted")
         print(f"wrote {convert_pickle(args.index, args.out)}")
     elif args.command == "prepare":
-        splits = prepare_data(_config(args, extra), progress)
+        splits = prepare_data(_config(args, extra), progress, report=print)
         print(
             f"train: {len(splits.train)} images; val: {len(splits.val)} transfer pairs; appearance {splits.train.appearance_shape}"
         )

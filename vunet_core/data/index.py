@@ -5,7 +5,7 @@ and joints as (x, y) normalized to [0, 1] by the image width/height, negative =
 missing (spec §9.1). ``index.json`` (the project format, no code runs on load) adds
 an optional person id per image and free-form ``meta``; the original pickle can
 only be read with ``data/allow_pickle true`` or converted once with
-``vunet-data convert DIR/index.p``. Readers return a :class:`DatasetIndex` with
+``vunet-data convert DIR/index.p --allow-pickle``. Readers return a :class:`DatasetIndex` with
 joints resolved by name into the canonical order of spec §9.2.
 """
 
@@ -67,7 +67,7 @@ def read_index(path: Path, allow_pickle: bool) -> DatasetIndex:
         if not allow_pickle:
             raise DataError(
                 f"{path}: reading a pickle index runs code; set data/allow_pickle true, "
-                f"or convert it once with `vunet-data convert {path}`"
+                f"or convert it once with `vunet-data convert {path} --allow-pickle`"
             )
         return read_pickle_index(path)
     return read_project_index(path)

@@ -66,5 +66,10 @@ def keep_mask(joints: np.ndarray, train: np.ndarray, split_is_train: bool) -> np
 
     joints: (N, 18, 2) canonical; train: (N,) bool -> (N,) bool.
     """
+    return np.asarray((train.astype(bool) == split_is_train) & torso_present(joints))
+
+
+def torso_present(joints: np.ndarray) -> np.ndarray:
+    """(N, 18, 2) canonical joints -> (N,) bool: all of :data:`TORSO_JOINTS` present (spec §9.3)."""
     torso = joints[:, [J[n] for n in TORSO_JOINTS]]  # (N, 4, 2)
-    return np.asarray((train.astype(bool) == split_is_train) & (torso >= 0).all(axis=(1, 2)))
+    return np.asarray((torso >= 0).all(axis=(1, 2)))

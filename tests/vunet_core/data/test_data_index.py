@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from vunet_core.config import Config, config_from_tree
 from vunet_core.data import DataError, check_data, convert_pickle, prepare_data, read_index
@@ -133,9 +136,64 @@ def test_missing_and_corrupt_images_are_named(
         check_data(_cfg(root, tmp_path))
     (root / "p1").mkdir()
     (root / "p1/0.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    check_data(_cfg(root, tmp_path))  # cheap check: the file exists, it is not decoded
-    with pytest.raises(DataError, match=r"p1/0\.png: cannot read image"):
-        prepare_data(_cfg(root, tmp_path), progress=False)
+    with pytest.raises(DataError, match=r"p1/0\.png: cannot read image \(OSError: Truncated File Read\); replace it"):
+        check_data(_cfg(root, tmp_path))  # headers are verified before any compute
+    assert not (tmp_path / "cache").exists()
+
+
+def _jpeg_bytes(size: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "corrupt", "caught_by"),
+    [
+        ("p1/0.png", lambda png, jpg: b"not an image at all", "check_data"),
+        ("p1/0.png", lambda png, jpg: png[: len(png) // 2], "check_data"),  # truncated PNG
+        ("p1/0.png", lambda png, jpg: png[:-12], "check_data"),  # PNG cut before its end chunk
+        ("p1/0.jpg", lambda png, jpg: jpg[:-100], "prepare_data"),  # truncated JPEG: headers intact
+    ],
+)
+def test_corrupt_images_are_one_line_naming_the_file(
+    tmp_path: Path,
+    standing: np.ndarray,
+    image_writer: Callable[..., None],
+    name: str,
+    corrupt: Callable[[bytes, bytes], bytes],
+    caught_by: str,
+) -> None:
+    doc = _doc(standing)
+    doc["images"][1]["path"] = name
+    root = _write_json(tmp_path / "ds", doc)
+    image_writer(root / "p0/0.png")
+    (root / name).parent.mkdir()
+    (root / name).write_bytes(corrupt((root / "p0/0.png").read_bytes(), _jpeg_bytes()))
+    cfg = _cfg(root, tmp_path)
+    expected = re.escape(f"{root / name}: cannot read image (")
+    if caught_by == "check_data":
+        with pytest.raises(DataError, match=expected) as exc:
+            check_data(cfg)
+    else:
+        check_data(cfg)  # PIL cannot tell a cut JPEG from its headers; decoding it in the cache build can
+        with pytest.raises(DataError, match=expected) as exc:
+            prepare_data(cfg, progress=False)
+        left = [p.name for p in (tmp_path / "cache" / "preprocessed").iterdir() if p.suffix != ".lock"]
+        assert left == []  # no (half) cache
+    assert "\n" not in str(exc.value) and "replace it or drop it from the index" in str(exc.value)
+
+
+def test_images_are_verified_until_the_cache_is_built(
+    tmp_path: Path, standing: np.ndarray, image_writer: Callable[..., None]
+) -> None:
+    root = _write_json(tmp_path / "ds", _doc(standing))
+    for i in range(2):
+        image_writer(root / f"p{i}/0.png")
+    cfg = _cfg(root, tmp_path)
+    prepare_data(cfg, progress=False)
+    (root / "p1/0.png").write_bytes(b"garbage")  # changed after the cache was built: the cache stands
+    check_data(cfg)
 
 
 def test_no_validation_images_is_an_error(
