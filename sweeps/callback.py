@@ -1,80 +1,99 @@
 """Ray Tune callback that records every trial as a child MLflow run of the sweep's run.
 
-Runs in the driver: params when a trial starts (the complete resolved config under
-`/`-path names, the sampled ones listed in the `sampled_params` tag), metrics on
-every report (step = epoch), the sample grid and eval outputs of every checkpoint,
-and the final state: FINISHED (completed), KILLED + `trial_state=early_stopped`
-(stopped by the scheduler), FAILED + `trial_state=diverged` or `crashed`.
+Runs in the driver and only queues calls on the sweep's :class:`~sweeps.outbox.Outbox`
+(sent in the background, kept on disk while the server is down), so tracking never
+holds up Tune's loop. Params when a trial starts (the complete resolved config under
+`/`-path names, the sampled ones listed in the `sampled_params` tag), metrics on every
+report (step = epoch), the sample grid and eval outputs of every checkpoint, and the
+final state: FINISHED (completed), KILLED + `trial_state=early_stopped` (stopped by
+the scheduler), FAILED + `trial_state=diverged` or `crashed`. An epoch already logged
+(a trial replayed from an older checkpoint after the driver was killed) is not logged
+again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
 from ray import tune
 
+from sweeps.outbox import Outbox
 from sweeps.outcome import is_baseline, trial_number, trial_state
-from sweeps.tracking import (
-    PARENT_TAG,
-    STATE_TAG,
-    TRIAL_ID_TAG,
-    find_child_runs,
-    log_checkpoint_files,
-    log_metrics,
-    log_params,
-    set_tags,
-)
+from sweeps.tracking import PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
 from sweeps.trial_config import sampled_flat, trial_flat_config
 
 log = logging.getLogger(__name__)
 
 MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "diverged": "FAILED", "crashed": "FAILED"}
+BATCH = 100
 
 
 class MlflowTrialLogger(tune.Callback):
-    """Child run per trial, logged from the driver."""
+    """Child run per trial, logged from the driver through the outbox."""
 
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, base_tree: dict[str, Any], max_epochs: int
+        self, outbox: Outbox, parent_run_id: str, base_tree: dict[str, Any], max_epochs: int, metric: str
     ) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment_id = experiment_id
+        self.outbox = outbox
         self.parent_run_id = parent_run_id
         self.base_tree = base_tree
         self.max_epochs = max_epochs
-        self._client: MlflowClient | None = None
-        self.runs: dict[str, str] = {}
+        self.metric = metric
+        self.opened: set[str] = set()
+        self.active: set[str] = set()  # started or resumed in this session and not ended yet
+        self.metric_steps: dict[str, set[int]] = {}
+        self.image_steps: dict[str, set[int]] = {}
+        self._load_logged_steps()
 
     @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
-            self.runs = find_child_runs(self._client, self.experiment_id, self.parent_run_id)
-        return self._client
+    def trial_ids(self) -> set[str]:
+        """Trials that have a run (created, or queued to be)."""
+        return set(self.outbox.runs) | self.opened
 
-    def _open_run(self, trial: Any) -> str:
-        """The trial's run: created on first start, reopened when Ray resumes or retries it."""
-        client = self.client
-        if trial.trial_id in self.runs:
-            run_id = self.runs[trial.trial_id]
-            client.update_run(run_id, status="RUNNING")  # resumed or retried: continue the same run
-            return run_id
+    def _load_logged_steps(self) -> None:
+        """Epochs already in MLflow or in the queue, per trial (for a resumed sweep)."""
+        for key, run_id in self.outbox.runs.items():
+            try:
+                history = self.outbox.client.get_metric_history(run_id, self.metric)
+                samples = self.outbox.client.list_artifacts(run_id, "samples")
+            except Exception:  # noqa: BLE001 - server down: the queue below still knows what it holds
+                continue
+            self.metric_steps[key] = {m.step for m in history}
+            self.image_steps[key] = {int(a.path.rsplit("_", 1)[-1]) for a in samples if a.path[-4:].isdigit()}
+        for path in self.outbox.pending():
+            item = json.loads(path.read_text())
+            if item["op"] == "log_batch" and item["args"].get("metrics"):
+                self.metric_steps.setdefault(item["key"], set()).update(m[3] for m in item["args"]["metrics"])
+            elif item["op"] == "log_image":
+                self.image_steps.setdefault(item["key"], set()).add(int(item["args"]["step"]))
+            elif item["op"] == "create_run":
+                self.opened.add(item["key"])
+
+    def _open_run(self, trial: Any) -> None:
+        """The trial's run: created on first start, set RUNNING again when Ray resumes or retries it."""
+        key = trial.trial_id
+        self.active.add(key)
+        if key in self.trial_ids:
+            self.outbox.put("set_status", key, status="RUNNING")
+            return
         sampled = sampled_flat(trial.config)
         tags = {
             PARENT_TAG: self.parent_run_id,
-            TRIAL_ID_TAG: trial.trial_id,
+            TRIAL_ID_TAG: key,
             STATE_TAG: "running",
             "sampled_params": ",".join(sorted(sampled)),
             "baseline": str(is_baseline(trial)).lower(),
         }
-        run = client.create_run(self.experiment_id, tags=tags, run_name=f"trial {trial_number(trial)} {trial.trial_id}")
-        run_id = str(run.info.run_id)
-        log_params(client, run_id, trial_flat_config(self.base_tree, trial.config))
-        self.runs[trial.trial_id] = run_id
-        return run_id
+        name = f"trial {trial_number(trial)} {key}"
+        self.outbox.put("create_run", key, tags=tags, run_name=name, match_tag=TRIAL_ID_TAG)
+        params = [[k, param_str(v)] for k, v in trial_flat_config(self.base_tree, trial.config).items()]
+        for i in range(0, len(params), BATCH):
+            self.outbox.put("log_batch", key, params=params[i : i + BATCH])
+        self.opened.add(key)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._safely(self._open_run, trial)
@@ -85,12 +104,42 @@ class MlflowTrialLogger(tune.Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        step = int(result.get("training_iteration", 0))
-        self._safely(lambda t: log_metrics(self.client, self._run_of(t), result, step), trial)
+        def log_result(t: Any) -> None:
+            step = int(result.get("training_iteration", 0))
+            done = self.metric_steps.setdefault(t.trial_id, set())
+            if step in done:
+                return
+            self._ensure_run(t)
+            now = int(time.time() * 1000)
+            items = [[k, v, now, step] for k, v in metric_values(result).items()]
+            for i in range(0, len(items), BATCH):
+                self.outbox.put("log_batch", t.trial_id, metrics=items[i : i + BATCH])
+            done.add(step)
+
+        self._safely(log_result, trial)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         path = Path(getattr(checkpoint, "path", ""))
-        self._safely(lambda t: log_checkpoint_files(self.client, self._run_of(t), path), trial)
+
+        def log_files(t: Any) -> None:
+            meta = path / "meta.json"
+            if not meta.is_file():
+                return
+            epoch = int(json.loads(meta.read_text())["epoch"])
+            done = self.image_steps.setdefault(t.trial_id, set())
+            if epoch in done:
+                return
+            self._ensure_run(t)
+            grid = path / "samples.png"
+            self.outbox.put("log_image", t.trial_id, files={"image": grid}, image_key="samples", step=epoch)
+            where = f"samples/epoch_{epoch:04d}"
+            self.outbox.put("log_artifact", t.trial_id, files={"file": grid}, artifact_path=where)
+            self.outbox.put(
+                "log_artifacts", t.trial_id, files={"dir": path / "eval"}, artifact_path=f"eval/epoch_{epoch:04d}"
+            )
+            done.add(epoch)
+
+        self._safely(log_files, trial)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.max_epochs))
@@ -98,27 +147,36 @@ class MlflowTrialLogger(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, "crashed")
 
-    def _run_of(self, trial: Any) -> str:
-        return self.runs.get(trial.trial_id) or self._open_run(trial)
+    def _ensure_run(self, trial: Any) -> None:
+        if trial.trial_id not in self.trial_ids:
+            self._open_run(trial)
 
     def _finish(self, trial: Any, state: str) -> None:
         def finish(t: Any) -> None:
-            run_id = self._run_of(t)
+            self._ensure_run(t)
             tags: dict[str, Any] = {STATE_TAG: state}
             if state == "diverged":
                 tags["diverged_at"] = (
                     f"{t.last_result.get('diverged_term')} at step {t.last_result.get('diverged_step')}"
                 )
             if state == "crashed" and getattr(t, "error_file", None):
-                self.client.log_artifact(run_id, str(t.error_file), artifact_path="error")
-            set_tags(self.client, run_id, tags)
-            self.client.set_terminated(run_id, status=MLFLOW_STATUS[state])
+                self.outbox.put("log_artifact", t.trial_id, files={"file": Path(t.error_file)}, artifact_path="error")
+            self.outbox.put("log_batch", t.trial_id, tags=[[k, str(v)] for k, v in tags.items()])
+            self.outbox.put("set_status", t.trial_id, status=MLFLOW_STATUS[state])
+            self.active.discard(t.trial_id)
 
         self._safely(finish, trial)
+
+    def end_active(self, status: str, trial_state_tag: str) -> None:
+        """End the runs of trials still running (an interrupted or failed sweep)."""
+        for key in sorted(self.active):
+            self.outbox.put("log_batch", key, tags=[[STATE_TAG, trial_state_tag]])
+            self.outbox.put("set_status", key, status=status)
+        self.active.clear()
 
     def _safely(self, fn: Any, trial: Any) -> None:
         """Tracking must never stop the sweep: log and carry on."""
         try:
             fn(trial)
-        except Exception:  # noqa: BLE001 - any store hiccup is reported, not fatal
+        except Exception:  # noqa: BLE001 - a full disk or a bad value is reported, not fatal
             log.exception("MLflow logging failed for trial %s", getattr(trial, "trial_id", "?"))

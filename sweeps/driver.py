@@ -2,40 +2,37 @@
 
 `preflight` does every check that needs no compute (config of the base and of the
 search-space corners, dataset, VGG weights, tracking store). `run_sweep` owns the
-side effects in order: sweep directory, generated data, the MLflow parent run, a
-local Ray instance (or a connection to a cluster), the Tuner, the end-of-sweep
-report. Ray started here is shut down here; nothing is left running.
+side effects in order: generated data, the MLflow parent run, a local Ray instance
+(or a connection to a cluster), the Tuner, the end-of-sweep report. Ray started here
+is shut down here; nothing is left running. SIGINT and SIGTERM stop the sweep at any
+point with its state saved, exit code 130 / 143, every open run KILLED and the exact
+`--resume` command printed; an interrupted sweep never writes `best_config.yaml`.
+MLflow calls go through the sweep's outbox (`sweeps/outbox.py`): a tracking server
+outage delays them, never the trials, and loses nothing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-
 from sweeps.callback import MlflowTrialLogger
+from sweeps.interrupt import Interrupts
+from sweeps.outbox import Outbox
 from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, build_report, print_report, write_report
 from sweeps.spec import SweepSpec
-from sweeps.tracking import (
-    STATE_TAG,
-    check_tracking,
-    code_version,
-    ensure_experiment,
-    log_params,
-    set_tags,
-    terminate_open_runs,
-    tracking_uri,
-)
+from sweeps.sweep_dir import read_state, write_state
+from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
 from vunet_core import config_from_tree, render_config
 
-SWEEP_STATE = "sweep.json"
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
+FLUSH_AT_END_S = 30.0
+PARENT = "parent"
 log = logging.getLogger(__name__)
 
 
@@ -49,21 +46,19 @@ def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
             value = get_path(out, path)
         except KeyError:
             continue
-        if isinstance(value, str) and value and not Path(value).is_absolute():
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             out = set_path(out, path, str((cwd / value).resolve()))
     return out
 
 
-def preflight(spec: SweepSpec) -> tuple[dict[str, Any], str]:
-    """Resolve the base tree and check inputs and tracking; raises user errors."""
+def preflight(spec: SweepSpec, cwd: Path, uri: str) -> dict[str, Any]:
+    """Resolve the base tree (paths against `cwd`) and check inputs and tracking; raises user errors."""
     from vunet_core.training import check_inputs
 
-    base_tree = absolute_paths(spec.base_tree(), Path.cwd())
-    cfg = config_from_tree(base_tree)
-    check_inputs(cfg)
-    uri = tracking_uri()
+    base_tree = absolute_paths(spec.base_tree(), cwd)
+    check_inputs(config_from_tree(base_tree))
     check_tracking(uri)
-    return base_tree, uri
+    return base_tree
 
 
 def _start_ray(address: str | None, num_cpus: int | None) -> None:
@@ -73,46 +68,46 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    else:  # a single-machine instance listens on the loopback interface only (see sweeps/run.py)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            _node_ip_address="127.0.0.1",
+        )
 
 
-def _parent_run(
-    client: MlflowClient, spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], resume: bool
-) -> tuple[str, str]:
-    """(experiment id, parent run id): created on a fresh sweep, reopened on --resume."""
-    state_file = sweep_dir / SWEEP_STATE
-    if resume and state_file.is_file():
-        state = json.loads(state_file.read_text())
-        client.update_run(state["parent_run_id"], status="RUNNING")
-        return state["experiment_id"], state["parent_run_id"]
+def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri: str) -> tuple[str, str]:
+    """(experiment id, parent run id): created on a fresh sweep, recorded in sweep.json, reused on --resume."""
+    state = read_state(sweep_dir)
+    if "parent_run_id" in state:
+        return str(state["experiment_id"]), str(state["parent_run_id"])
+    client = open_store(uri)
     experiment_id = ensure_experiment(client, spec.name)
     tags = {
+        "sweep": spec.name,
+        "role": "sweep",
         "sweep_dir": str(sweep_dir),
         "metric": spec.metric,
         "mode": spec.mode,
         "mlflow.source.git.commit": code_version(Path(__file__).parent),
     }
-    run = client.create_run(
-        experiment_id, tags={"sweep": spec.name, "role": "sweep", **tags}, run_name=f"sweep {spec.name}"
-    )
-    run_id = str(run.info.run_id)
-    log_params(
-        client,
-        run_id,
-        {
-            "num_samples": spec.num_samples,
-            "max_epochs": spec.max_epochs,
-            "scheduler": spec.scheduler.type,
-            "searched": ",".join(spec.parameters),
-        },
-    )
-    client.log_text(run_id, spec.source_text, "search_space.yaml")
-    client.log_text(run_id, render_config(config_from_tree(base_tree)), "base_config.yaml")
-    state_file.write_text(
-        json.dumps({"experiment_id": experiment_id, "parent_run_id": run_id, "tracking_uri": client.tracking_uri})
-    )
+    run_id = str(client.create_run(experiment_id, tags=tags, run_name=f"sweep {spec.name}").info.run_id)
+    write_state(sweep_dir, {**state, "experiment_id": experiment_id, "parent_run_id": run_id})
     return experiment_id, run_id
+
+
+def _log_parent_inputs(outbox: Outbox, spec: SweepSpec, base_tree: dict[str, Any]) -> None:
+    params = {
+        "num_samples": spec.num_samples,
+        "max_epochs": spec.max_epochs,
+        "scheduler": spec.scheduler.type,
+        "searched": ",".join(spec.parameters),
+    }
+    outbox.put("log_batch", PARENT, params=[[k, param_str(v)] for k, v in params.items()])
+    outbox.put("log_text", PARENT, text=spec.source_text, artifact_file="search_space.yaml")
+    outbox.put("log_text", PARENT, text=render_config(config_from_tree(base_tree)), artifact_file="base_config.yaml")
 
 
 def run_sweep(
@@ -125,56 +120,128 @@ def run_sweep(
     address: str | None,
     num_cpus: int | None,
 ) -> int:
-    """Run the sweep to its end (or to Ctrl-C) and report; returns the exit code."""
-    import ray
-
-    from sweeps.tuner import new_tuner, restored_tuner
+    """Run the sweep to its end (or to SIGINT/SIGTERM) and report; returns the exit code."""
+    from sweeps.tuner import fail_running_trials
     from vunet_core.data import prepare_data
 
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    prepare_data(config_from_tree(base_tree), progress=True)  # generate the default dataset once, here
-    client = MlflowClient(uri)
-    experiment_id, parent_id = _parent_run(client, spec, sweep_dir, base_tree, resume)
-    logger = MlflowTrialLogger(uri, experiment_id, parent_id, base_tree, spec.max_epochs)
-    callbacks = [logger, ProgressLines(spec.metric, spec.max_epochs)]
-    print(f"sweep {spec.name}: {sweep_dir}\nMLflow: {uri} (experiment {spec.name}, parent run {parent_id})", flush=True)
+    outbox: Outbox | None = None
+    logger: MlflowTrialLogger | None = None
+    with Interrupts() as interrupts:
+        try:
+            prepare_data(config_from_tree(base_tree), progress=True)  # generate the default dataset once, here
+            experiment_id, parent_id = _parent_run(spec, sweep_dir, base_tree, uri)
+            outbox = Outbox(sweep_dir, uri, experiment_id)
+            outbox.set_run(PARENT, parent_id)
+            outbox.start()
+            if not resume:
+                _log_parent_inputs(outbox, spec, base_tree)
+            else:
+                outbox.put("set_status", PARENT, status="RUNNING")
+            logger = MlflowTrialLogger(outbox, parent_id, base_tree, spec.max_epochs, spec.metric)
+            callbacks = [logger, ProgressLines(spec.metric, spec.max_epochs)]
+            print(
+                f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} (experiment {spec.name}, parent run {parent_id})"
+            )
+            report = _fit(spec, sweep_dir, base_tree, callbacks, address, num_cpus, interrupts, resume)
+            complete = report.num_done >= spec.num_samples or report.budget_exhausted
+            if interrupts.signal is None and complete:
+                _close_finished(outbox, spec, report, logger, uri, experiment_id, parent_id, base_tree, sweep_dir)
+                return _flush(outbox, spec, sweep_dir, 0)
+        except KeyboardInterrupt:
+            interrupts.signal = interrupts.signal or 2
+        except BaseException:
+            # Never leave runs open: the parent and any trial still running end as FAILED.
+            if logger is not None and outbox is not None:
+                logger.end_active("FAILED", "failed")
+                outbox.put("log_batch", PARENT, tags=[["sweep_state", "failed"]])
+                outbox.put("set_status", PARENT, status="FAILED")
+                outbox.flush(FLUSH_AT_END_S)
+            raise
+        for name in ("best_config.yaml", "best_trial.json"):  # an interrupted sweep has no answer yet
+            (sweep_dir / name).unlink(missing_ok=True)
+        fail_running_trials(spec, sweep_dir)
+        if logger is not None and outbox is not None:
+            logger.end_active("KILLED", "interrupted")
+            outbox.put("log_batch", PARENT, tags=[["sweep_state", "interrupted"]])
+            outbox.put("set_status", PARENT, status="KILLED")
+        print(f"sweep {spec.name} interrupted; continue it with:\n  {resume_command(spec, sweep_dir)}", flush=True)
+        code = interrupts.exit_code
+        return _flush(outbox, spec, sweep_dir, code) if outbox is not None else code
+
+
+def _fit(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    base_tree: dict[str, Any],
+    callbacks: list[Any],
+    address: str | None,
+    num_cpus: int | None,
+    interrupts: Interrupts,
+    resume: bool,
+) -> SweepReport:
+    import ray
+
+    from sweeps.tuner import can_resume, new_tuner, restored_tuner
+
     start = time.time()
-    _start_ray(address, num_cpus)
     try:
-        make = restored_tuner if resume else new_tuner
-        results = make(spec, sweep_dir, base_tree, callbacks).fit()
-    except BaseException:
-        # Never leave runs open: the parent and any trial still running end as FAILED.
-        terminate_open_runs(client, [*logger.runs.values(), parent_id], "FAILED", {"sweep_state": "failed"})
-        raise
+        _start_ray(address, num_cpus)
+        interrupts.install()
+        make = restored_tuner if resume and can_resume(sweep_dir) else new_tuner
+        tuner = make(spec, sweep_dir, base_tree, callbacks)
+        interrupts.tune_running = True
+        results = tuner.fit()
     finally:
+        interrupts.tune_running = False
         ray.shutdown()
-    report = build_report(spec, results, time.time() - start)
-    if report.num_done < spec.num_samples and not report.budget_exhausted:
-        _close_interrupted(client, spec, report, logger.runs.values(), parent_id, sweep_dir)
-        return 130
-    _close_finished(client, spec, report, logger.runs, uri, experiment_id, parent_id, base_tree, sweep_dir)
-    return 0
+    return build_report(spec, results, time.time() - start)
 
 
-def _close_interrupted(
-    client: MlflowClient, spec: SweepSpec, report: SweepReport, runs: Any, parent_id: str, sweep_dir: Path
-) -> None:
-    """Ctrl-C: end open runs as KILLED (a --resume reopens them) and say how to continue."""
-    terminate_open_runs(client, runs, "KILLED", {STATE_TAG: "interrupted"})
-    set_tags(client, parent_id, {"sweep_state": "interrupted"})
-    client.set_terminated(parent_id, status="KILLED")
+def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> str:
     overrides = {**spec.overrides, **spec.spec_overrides}
-    again = "".join(f" {k} {v}" for k, v in overrides.items())
-    print(f"sweep interrupted after {report.num_done}/{spec.num_samples} trials; continue with:")
-    print(f"  python sweeps/run.py {spec.source_path}{again} --resume --out-dir {sweep_dir.parent}")
+    args = [str(Path(spec.source_path).resolve())]
+    for k, v in overrides.items():
+        args += [k, param_str(v)]
+    args += [flag, "--out-dir", str(sweep_dir.parent)]
+    return "python sweeps/run.py " + shlex.join(args)
+
+
+def _flush(outbox: Outbox, spec: SweepSpec, sweep_dir: Path, code: int) -> int:
+    """Send what is queued (bounded wait); if the server is still down, say how to send it later."""
+    left = outbox.flush(FLUSH_AT_END_S)
+    if outbox.longest_wait_s and not left:
+        print(
+            f"MLflow: the tracking server was unreachable for up to {outbox.longest_wait_s:.0f} s; all calls sent since"
+        )
+    if outbox.dropped:
+        print(f"MLflow refused {outbox.dropped} calls (see the log above)")
+    if left:
+        print(
+            f"MLflow: {left} calls could not be sent yet (tracking server unreachable); they are kept in "
+            f"{outbox.dir}; send them with: {resume_command(spec, sweep_dir, '--sync')}",
+            flush=True,
+        )
+    return code
+
+
+def sync(spec: SweepSpec, sweep_dir: Path, timeout_s: float = 120.0) -> int:
+    """`--sync`: send the calls an earlier run could not; 0 when none are left."""
+    state = read_state(sweep_dir)
+    outbox = Outbox(sweep_dir, str(state["tracking_uri"]), str(state["experiment_id"]))
+    total = len(outbox.pending())
+    outbox.start()
+    left = outbox.flush(timeout_s)
+    print(f"MLflow: sent {total - left} of {total} queued calls to {redact(str(state['tracking_uri']))}")
+    if left:
+        print(f"{left} calls left; the tracking server did not answer. Try again when it is up.")
+    return 0 if left == 0 else 1
 
 
 def _close_finished(
-    client: MlflowClient,
+    outbox: Outbox,
     spec: SweepSpec,
     report: SweepReport,
-    runs: dict[str, str],
+    logger: MlflowTrialLogger,
     uri: str,
     experiment_id: str,
     parent_id: str,
@@ -182,29 +249,24 @@ def _close_finished(
     sweep_dir: Path,
 ) -> None:
     """Write and log the report (table, best config, plots) and finish the parent run."""
-    record = _best_record(spec, report, runs, uri, experiment_id, parent_id)
-    for f in write_report(report, sweep_dir, base_tree, record):
-        client.log_artifact(parent_id, str(f))
-    if report.best is not None:
-        set_tags(client, parent_id, {"best_trial_id": report.best.trial_id, "best_run_id": record["run_id"]})
-        client.log_metric(parent_id, f"best/{spec.metric}", report.best.metric)
-    set_tags(client, parent_id, {"sweep_state": "finished"})
-    client.set_terminated(parent_id, status="FINISHED")
-    print_report(report, sweep_dir)
-
-
-def _best_record(
-    spec: SweepSpec, report: SweepReport, runs: dict[str, str], uri: str, experiment_id: str, parent_id: str
-) -> dict[str, Any]:
-    """What best_trial.json says: where the best config came from."""
     best = report.best
-    return {
+    record = {
         "sweep": spec.name,
-        "tracking_uri": uri,
+        "tracking_uri": redact(uri),
         "experiment_id": experiment_id,
         "parent_run_id": parent_id,
         "trial_id": best.trial_id if best else "",
-        "run_id": runs.get(best.trial_id, "") if best else "",
+        "run_id": outbox.runs.get(best.trial_id, "") if best else "",
         "metric": spec.metric,
         "value": best.metric if best else None,
     }
+    for f in write_report(report, sweep_dir, base_tree, record):
+        outbox.put("log_artifact", PARENT, files={"file": f})
+    tags = [["sweep_state", "finished"]]
+    if best is not None:
+        tags += [["best_trial_id", best.trial_id], ["best_run_id", str(record["run_id"])]]
+        now = int(time.time() * 1000)
+        outbox.put("log_batch", PARENT, metrics=[[f"best/{spec.metric}", best.metric, now, 0]])
+    outbox.put("log_batch", PARENT, tags=tags)
+    outbox.put("set_status", PARENT, status="FINISHED")
+    print_report(report, sweep_dir)

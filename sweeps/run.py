@@ -20,8 +20,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python sweeps/run.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sweeps.spec import SpecError, load_spec  # noqa: E402
-from sweeps.tracking import TrackingError  # noqa: E402
+from sweeps.spec import TOP_KEYS, SpecError, load_spec  # noqa: E402
+from sweeps.sweep_dir import create_sweep_dir, find_resumable, read_state, resume_tracking_uri, write_state  # noqa: E402
+from sweeps.tracking import TrackingError, bound_http_calls, tracking_uri  # noqa: E402
 from vunet_core import ConfigError, PathsError, parse_overrides  # noqa: E402
 
 DEFAULT_OUT = "sweeps_out"
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vunet-sweep", description="Hyperparameter sweep of a VUNet on Ray Tune + Optuna.")
     p.add_argument("spec", help="search-space YAML (e.g. search_spaces/kl_ramp.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in the output directory")
+    p.add_argument("--sync", action="store_true", help="send the MLflow calls a sweep could not send, then exit")
     p.add_argument("--dry-run", action="store_true", help="validate, build a few sampled models, time a step, exit")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="existing Ray cluster (default: local)")
     p.add_argument("--out-dir", default=DEFAULT_OUT, help=f"parent of the sweep directory (default: ./{DEFAULT_OUT})")
@@ -41,12 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     args, rest = build_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    bound_http_calls()
+    if not args.address:
+        # A local Ray instance binds its servers to 127.0.0.1 only (read when Ray is imported).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    out_dir = Path(args.out_dir).expanduser().resolve()
     try:
-        spec = load_spec(args.spec, parse_overrides(rest))
-        sweep_dir = choose_sweep_dir(Path(args.out_dir).resolve(), spec.name, args.resume)
-        from sweeps.driver import preflight
+        spec = load_spec(args.spec, parse_overrides(rest, bare_keys=TOP_KEYS))
+        if args.sync or args.resume:
+            sweep_dir = find_resumable(out_dir, spec.name)
+            state = read_state(sweep_dir)
+            uri = resume_tracking_uri(state, os.environ.get("MLFLOW_TRACKING_URI", "").strip())
+            cwd = Path(state.get("cwd") or Path.cwd())
+        else:
+            uri, cwd = tracking_uri(), Path.cwd()
+        from sweeps.driver import preflight, sync
 
-        base_tree, uri = preflight(spec)
+        if args.sync:
+            return sync(spec, sweep_dir)
+        base_tree = preflight(spec, cwd, uri)
+        if not (args.resume or args.dry_run):
+            sweep_dir = create_sweep_dir(out_dir, spec.name)
+            write_state(sweep_dir, {"tracking_uri": uri, "cwd": str(cwd), "spec": str(Path(args.spec).resolve())})
     except (SpecError, ConfigError, PathsError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -57,25 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sweeps.driver import run_sweep
 
     return run_sweep(spec, base_tree, uri, sweep_dir, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
-
-
-def choose_sweep_dir(out_dir: Path, name: str, resume: bool) -> Path:
-    """`<out>/<name>`, or `<name>-2`, `-3`, ... when earlier sweeps of that name are there.
-
-    A new sweep never touches an earlier one's directory; `--resume` continues the newest.
-    """
-    taken = [out_dir / name] if (out_dir / name).exists() else []
-    n = 2
-    while (out_dir / f"{name}-{n}").exists():
-        taken.append(out_dir / f"{name}-{n}")
-        n += 1
-    if not resume:
-        return out_dir / (name if not taken else f"{name}-{n}")
-    from sweeps.tuner import can_resume
-
-    if not taken or not can_resume(taken[-1]):
-        raise SpecError(f"--resume: no interrupted sweep {name} in {out_dir}; run without --resume to start one")
-    return taken[-1]
 
 
 if __name__ == "__main__":

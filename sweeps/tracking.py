@@ -15,20 +15,29 @@ import math
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import requests
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 
 TRIAL_ID_TAG = "ray_trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 STATE_TAG = "trial_state"
 METRIC_PREFIXES = ("train/", "val/", "time/", "perf/")
 MAX_BATCH = 100
+# Bounded calls to a tracking server: MLflow's defaults (120 s timeout, 7 retries with
+# exponential backoff) stall a sweep for minutes per call when the server is down.
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 class TrackingError(RuntimeError):
@@ -43,19 +52,55 @@ def tracking_uri(cwd: Path | None = None) -> str:
     return f"sqlite:///{(cwd or Path.cwd()).resolve() / 'mlflow.db'}"
 
 
+def bound_http_calls() -> None:
+    """Short timeouts and few retries for every MLflow HTTP call of this process (user settings win)."""
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced by `***` (safe to print and to record)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast (before any trial) when an HTTP tracking server does not answer."""
+    """Fail fast (before any trial) when an HTTP tracking server does not answer.
+
+    Credentials in the URI (`http://user:password@host`) are sent as basic auth, as
+    MLflow's own client does; messages never show the password.
+    """
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
-            if resp.status >= 400:
-                raise TrackingError(f"MLflow tracking server {uri} answered {resp.status}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+        resp = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
+    except (requests.RequestException, ValueError) as exc:
+        reason = type(exc).__name__ if isinstance(exc, requests.RequestException) else exc
         raise TrackingError(
-            f"MLflow tracking server {uri} is unreachable ({reason}); start it or unset MLFLOW_TRACKING_URI"
+            f"MLflow tracking server {redact(uri)} is unreachable ({reason}); start it or unset MLFLOW_TRACKING_URI"
         ) from None
+    if resp.status_code >= 400:
+        hint = "; check the user and password" if resp.status_code in (401, 403) else ""
+        raise TrackingError(f"MLflow tracking server {redact(uri)} answered {resp.status_code}{hint}")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client whose store exists: a local SQLite store is created under a file lock, so two
+    sweeps started at the same moment do not both run its schema migrations."""
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    with FileLock(str(db) + ".lock"):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)
+    return client
 
 
 def code_version(root: Path) -> str:
@@ -75,16 +120,22 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
             client.restore_experiment(exp.experiment_id)
         return str(exp.experiment_id)
     location = (artifact_root / name).resolve().as_uri() if artifact_root is not None else None
-    return str(client.create_experiment(name, artifact_location=location))
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except MlflowException:  # created by a concurrent sweep between the lookup and here
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return str(exp.experiment_id)
 
 
 def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
-    items = [Param(k, _param_str(v)) for k, v in params.items()]
+    items = [Param(k, param_str(v)) for k, v in params.items()]
     for i in range(0, len(items), MAX_BATCH):
         client.log_batch(run_id, params=items[i : i + MAX_BATCH])
 
 
-def _param_str(value: Any) -> str:
+def param_str(value: Any) -> str:
     """Values as they are written on the command line (YAML: null, true, [1.0, 2.0])."""
     if value is None:
         return "null"
@@ -93,14 +144,19 @@ def _param_str(value: Any) -> str:
     return str(value)
 
 
+def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric, finite metrics with a known prefix."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if k.startswith(METRIC_PREFIXES) and isinstance(v, (int, float)) and math.isfinite(float(v))
+    }
+
+
 def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int) -> None:
     """Numeric, finite metrics with a known prefix, all at `step`."""
     now = int(time.time() * 1000)
-    items = [
-        Metric(k, float(v), now, step)
-        for k, v in metrics.items()
-        if k.startswith(METRIC_PREFIXES) and isinstance(v, (int, float)) and math.isfinite(float(v))
-    ]
+    items = [Metric(k, v, now, step) for k, v in metric_values(metrics).items()]
     for i in range(0, len(items), MAX_BATCH):
         client.log_batch(run_id, metrics=items[i : i + MAX_BATCH])
 

@@ -24,7 +24,7 @@ from typing import Any
 from ray import tune
 
 from sweeps.trial_config import sampled_flat, trial_cfg
-from vunet_core import DivergedError, train_epochs
+from vunet_core import Config, DivergedError, train_epochs
 from vunet_core.checkpoint import CHECKPOINT_NAME
 
 FAULT_ENV = "VUNET_SWEEPS_FAULT"  # test seam: "crash:<path>=<value>" crashes trials with that config value
@@ -33,7 +33,13 @@ FAULT_ENV = "VUNET_SWEEPS_FAULT"  # test seam: "crash:<path>=<value>" crashes tr
 def run_trial(config: dict[str, Any], base_tree: dict[str, Any], metric: str, mode: str) -> None:
     """The function Ray runs for each trial."""
     cfg = trial_cfg(base_tree, config)
-    work = Path(tune.get_context().get_trial_dir()) / "work"
+    # The work files live outside the trial directory: Tune syncs that directory while the
+    # trial runs, and a checkpoint file moved away mid-sync made the sync fail.
+    with tempfile.TemporaryDirectory(prefix="vunet-trial-") as tmp:
+        _train(cfg, Path(tmp), config, metric, mode)
+
+
+def _train(cfg: Config, work: Path, config: dict[str, Any], metric: str, mode: str) -> None:
     resume = _restore(work)
     _maybe_inject_fault(config)
     try:

@@ -30,9 +30,52 @@ def study_storage(sweep_dir: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}")
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose trials survive an interrupted sweep.
+
+    An interrupt ends the study's RUNNING trials as FAIL (listed in the study's
+    `interrupted_trials` user attribute, see :func:`fail_running_trials`), so nothing is
+    left RUNNING. When `--resume` continues such a trial, Optuna cannot update a finished
+    trial, so the Tune trial gets a new Optuna trial with the same parameters
+    (`resumed_from_trial` user attribute) that receives its values from then on.
+    """
+
+    def _live(self, trial_id: str) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        study = self._ot_study
+        if ot_trial is None or study is None or trial_id in self._completed_trials:
+            return
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == ot_trial.number)
+        if frozen.state.is_finished():
+            study.enqueue_trial(frozen.params, user_attrs={"resumed_from_trial": frozen.number})
+            self._ot_trials[trial_id] = study.ask(fixed_distributions=frozen.distributions)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        self._live(trial_id)
+        super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        self._live(trial_id)
+        super().on_trial_complete(trial_id, result, error)
+
+
+def fail_running_trials(spec: SweepSpec, sweep_dir: Path) -> int:
+    """End the study's RUNNING trials as FAIL (interrupted sweep); returns how many."""
+    if not (sweep_dir / STUDY_FILE).is_file():
+        return 0
+    study = optuna.load_study(study_name=spec.name, storage=study_storage(sweep_dir))
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in running:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    if running:
+        earlier = list(study.user_attrs.get("interrupted_trials", []))
+        study.set_user_attr("interrupted_trials", earlier + [t.number for t in running])
+    return len(running)
+
+
 def make_searcher(spec: SweepSpec, sweep_dir: Path) -> OptunaSearch:
     baseline = baseline_point(spec) if spec.baseline else {}
-    return OptunaSearch(
+    return ResumableOptunaSearch(
         space=define_by_run(spec),
         metric=spec.metric,
         mode=spec.mode,

@@ -18,8 +18,6 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from sweeps.run import choose_sweep_dir
-from sweeps.spec import SpecError
 from vunet_core import config_from_tree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,17 +111,6 @@ def test_best_config_trains_as_tracked_single_run(smoke: tuple[Path, Any]) -> No
     trial_first = [m.value for m in client.get_metric_history(record["run_id"], "val/transfer/l1") if m.step == 1]
     single_first = [m.value for m in client.get_metric_history(run.info.run_id, "val/transfer/l1") if m.step == 1]
     assert single_first[0] == pytest.approx(trial_first[0], rel=1e-3)
-
-
-def test_second_sweep_gets_its_own_directory_and_resume_needs_one(tmp_path: Path) -> None:
-    assert choose_sweep_dir(tmp_path, "smoke", resume=False) == tmp_path / "smoke"
-    (tmp_path / "smoke").mkdir()
-    (tmp_path / "smoke-2").mkdir()
-    assert choose_sweep_dir(tmp_path, "smoke", resume=False) == tmp_path / "smoke-3"
-    with pytest.raises(SpecError, match="--resume: no interrupted sweep smoke"):
-        choose_sweep_dir(tmp_path, "smoke", resume=True)  # smoke-2 holds no Tune state
-    with pytest.raises(SpecError, match="--resume: no interrupted sweep other"):
-        choose_sweep_dir(tmp_path, "other", resume=True)
 
 
 @pytest.mark.parametrize(

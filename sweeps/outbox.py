@@ -1,0 +1,221 @@
+"""A durable, ordered queue of MLflow calls: tracking never blocks the sweep and loses nothing.
+
+The driver's Tune callbacks only *enqueue*: each call becomes a numbered JSON file in
+`<sweep dir>/mlflow_outbox/` (files it refers to are copied beside it, since Tune
+deletes old checkpoints), and a background thread sends the calls in order. When the
+tracking server is down the thread keeps retrying the oldest call while training goes
+on; whatever is still queued at the end stays on disk and is sent by `--resume` or
+`--sync`. Runs are named by a key (the Ray trial id, or "parent") and resolved to
+MLflow run ids as they are created, so a run can be created while the server is down.
+A call the server handled just before it went down is sent again, so every call is
+idempotent: creating a child run first looks for one with the same trial id, an image
+step already logged is skipped, and metrics, params, tags and artifact paths repeat
+harmlessly (the store keeps one copy of an identical metric point).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import RestException
+
+OUTBOX_DIR = "mlflow_outbox"
+RUNS_FILE = "runs.json"
+# The server answered and refused the call: retrying cannot help, the call is dropped (and counted).
+PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    def __init__(self, sweep_dir: Path, tracking_uri: str, experiment_id: str) -> None:
+        self.dir = sweep_dir / OUTBOX_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = experiment_id
+        self.runs: dict[str, str] = _read_json(self.dir / RUNS_FILE)
+        self.dropped = 0
+        self.longest_wait_s = 0.0
+        self._seq = max((int(p.stem) for p in self.dir.glob("*.json") if p.stem.isdigit()), default=0)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks with the experiment; the sender thread and locks stay behind."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_thread", "client")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread = None
+        self.client = MlflowClient(state["tracking_uri"])
+
+    # ------------------------------------------------------------------ enqueue (driver thread)
+
+    def put(self, op: str, key: str, files: Mapping[str, Path] | None = None, **args: Any) -> None:
+        """Queue one call; `files` are copied now (name -> source file or directory)."""
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        copied: dict[str, str] = {}
+        for name, src in (files or {}).items():
+            dst = self.dir / f"{seq:08d}.files" / name
+            if src.is_dir():
+                shutil.copytree(src, dst)
+            elif src.is_file():
+                dst = dst / src.name  # log_artifact keeps the file's name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+            else:
+                continue
+            copied[name] = str(dst)
+        tmp = self.dir / f".{seq:08d}.tmp"
+        tmp.write_text(json.dumps({"op": op, "key": key, "files": copied, "args": args}))
+        os.replace(tmp, self.dir / f"{seq:08d}.json")
+        with self._wake:
+            self._wake.notify()
+
+    def set_run(self, key: str, run_id: str) -> None:
+        with self._lock:
+            self.runs[key] = run_id
+            _write_json(self.dir / RUNS_FILE, self.runs)
+
+    def pending(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob("*.json") if p.stem.isdigit())
+
+    # ------------------------------------------------------------------ sending (background thread)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="mlflow-outbox", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait for the queue to drain, giving up after `timeout_s` without progress; stop the
+        sender; returns how many calls are left."""
+        deadline = time.monotonic() + timeout_s
+        left = len(self.pending())
+        while left and time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
+            time.sleep(0.1)
+            now_left = len(self.pending())
+            if now_left < left:
+                deadline = time.monotonic() + timeout_s
+            left = now_left
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        return len(self.pending())
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        failing_since: float | None = None
+        while True:
+            with self._wake:
+                if self._stop:
+                    return
+                queue = self.pending()
+                if not queue:
+                    self._wake.wait(timeout=1.0)
+                    continue
+            try:
+                self.send(queue[0])
+            except Exception as exc:  # noqa: BLE001 - the server is down or flaky: retry later
+                failing_since = failing_since or time.monotonic()
+                log.debug("MLflow call %s failed (%s); retrying", queue[0].name, exc)
+                with self._wake:
+                    if not self._stop:
+                        self._wake.wait(timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if failing_since is not None:
+                self.longest_wait_s = max(self.longest_wait_s, time.monotonic() - failing_since)
+            failing_since, backoff = None, 0.5
+
+    def send(self, path: Path) -> None:
+        """Perform one queued call, then remove it (and its files)."""
+        item = json.loads(path.read_text())
+        try:
+            self._perform(item["op"], item["key"], item["args"], item["files"])
+        except RestException as exc:
+            if exc.error_code not in PERMANENT:
+                raise
+            self.dropped += 1
+            log.warning("MLflow refused %s for run %s: %s", item["op"], item["key"], exc)
+        path.unlink()
+        shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
+
+    def _run_id(self, key: str) -> str:
+        if key not in self.runs:
+            raise RuntimeError(f"run {key} not created yet")
+        return self.runs[key]
+
+    def _perform(self, op: str, key: str, args: dict[str, Any], files: dict[str, str]) -> None:
+        c = self.client
+        if op == "create_run":
+            if key not in self.runs:
+                existing = c.search_runs(
+                    [self.experiment_id], filter_string=f"tags.`{args['match_tag']}` = '{key}'", max_results=1
+                )
+                run_id = (
+                    existing[0].info.run_id
+                    if existing
+                    else c.create_run(self.experiment_id, tags=args["tags"], run_name=args["run_name"]).info.run_id
+                )
+                self.set_run(key, str(run_id))
+            return
+        run_id = self._run_id(key)
+        if op == "log_batch":
+            c.log_batch(
+                run_id,
+                metrics=[Metric(k, v, ts, step) for k, v, ts, step in args.get("metrics", [])],
+                params=[Param(k, v) for k, v in args.get("params", [])],
+                tags=[RunTag(k, v) for k, v in args.get("tags", [])],
+            )
+        elif op in ("log_image", "log_artifact", "log_artifacts") and not files:
+            return  # the file was gone when the call was queued
+        elif op == "log_image":
+            from PIL import Image
+
+            # A call the server handled just before it went down is sent again: skip a step already there.
+            prefix = f"images/{args['image_key']}+step+{args['step']}+"
+            if any(a.path.startswith(prefix) for a in c.list_artifacts(run_id, "images")):
+                return
+            with Image.open(files["image"]) as img:
+                c.log_image(run_id, img.convert("RGB"), key=args["image_key"], step=args["step"])
+        elif op == "log_artifact":
+            c.log_artifact(run_id, files["file"], artifact_path=args.get("artifact_path"))
+        elif op == "log_artifacts":
+            c.log_artifacts(run_id, files["dir"], artifact_path=args.get("artifact_path"))
+        elif op == "log_text":
+            c.log_text(run_id, args["text"], args["artifact_file"])
+        elif op == "set_status":
+            if args["status"] == "RUNNING":
+                c.update_run(run_id, status="RUNNING")
+            else:
+                c.set_terminated(run_id, status=args["status"])
+        else:
+            raise ValueError(f"unknown outbox call {op}")
+
+
+def _read_json(path: Path) -> dict[str, str]:
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def _write_json(path: Path, data: Mapping[str, str]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(data)))
+    os.replace(tmp, path)

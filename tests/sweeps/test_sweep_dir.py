@@ -1,0 +1,116 @@
+"""Sweep directories, resume state, the MLflow outbox and URI redaction (no Ray)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from sweeps.outbox import Outbox
+from sweeps.spec import SpecError
+from sweeps.sweep_dir import create_sweep_dir, find_resumable, read_state, resume_tracking_uri, write_state
+from sweeps.tracking import check_tracking, open_store, redact
+
+
+def test_a_new_sweep_never_reuses_a_directory_and_resume_needs_a_started_one(tmp_path: Path) -> None:
+    assert create_sweep_dir(tmp_path, "smoke") == tmp_path / "smoke"
+    assert create_sweep_dir(tmp_path, "smoke") == tmp_path / "smoke-2"
+    (tmp_path / "smoke-10").mkdir()
+    (tmp_path / "smokey").mkdir()
+    with pytest.raises(SpecError, match="--resume: no interrupted sweep smoke"):
+        find_resumable(tmp_path, "smoke")  # smoke-10, the newest, never started
+    write_state(tmp_path / "smoke-10", {"tracking_uri": "sqlite:////x/mlflow.db", "cwd": "/x"})
+    assert find_resumable(tmp_path, "smoke") == tmp_path / "smoke-10"
+    assert read_state(tmp_path / "smoke-10")["cwd"] == "/x"
+    with pytest.raises(SpecError, match="--resume: no interrupted sweep other"):
+        find_resumable(tmp_path, "other")
+
+
+def _claim(out_dir: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    queue.put(str(create_sweep_dir(Path(out_dir), "race")))
+
+
+def test_sweeps_started_at_the_same_moment_get_different_directories(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_claim, args=(str(tmp_path), queue)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    claimed = [queue.get(timeout=5) for _ in procs]
+    assert len(set(claimed)) == 6
+
+
+def test_unwritable_out_dir_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SpecError, match="--out-dir .*cannot create the sweep directory"):
+        create_sweep_dir(tmp_path / "file" / "sub", "smoke")
+
+
+def test_resume_keeps_the_recorded_store_and_refuses_another() -> None:
+    state = {"tracking_uri": "http://u:secret@127.0.0.1:5000"}
+    assert resume_tracking_uri(state, "") == state["tracking_uri"]
+    assert resume_tracking_uri(state, state["tracking_uri"]) == state["tracking_uri"]
+    with pytest.raises(SpecError, match="differs from the sweep's store") as err:
+        resume_tracking_uri(state, "sqlite:////elsewhere/mlflow.db")
+    assert "secret" not in str(err.value)
+
+
+def test_credentials_are_never_shown() -> None:
+    assert redact("http://alice:s3cret@host:5000/path") == "http://alice:***@host:5000/path"
+    assert redact("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    with pytest.raises(Exception, match="unreachable") as err:
+        check_tracking("http://alice:s3cret@127.0.0.1:9", timeout_s=2)
+    assert "s3cret" not in str(err.value) and "alice:***@127.0.0.1:9" in str(err.value)
+
+
+def _open(uri: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    client = open_store(uri)
+    queue.put(len(client.search_experiments()))
+
+
+def test_two_processes_create_the_local_store_at_once(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(uri, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert [queue.get(timeout=5) for _ in procs] == [1, 1]  # the Default experiment, once
+
+
+def test_outbox_keeps_calls_on_disk_while_the_server_is_down_and_sends_them_later(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = open_store(uri)
+    exp = client.create_experiment("x")
+    image = tmp_path / "grid.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(image)
+    down = Outbox(tmp_path / "sweep", "http://127.0.0.1:9", exp)
+    down.start()
+    down.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    for step in (1, 2):
+        down.put("log_batch", "t1", metrics=[["val/transfer/l1", 0.5 / step, 0, step]])
+    down.put("log_image", "t1", files={"image": image}, image_key="samples", step=2)
+    down.put("set_status", "t1", status="FINISHED")
+    image.unlink()  # the queue holds its own copy (Tune deletes old checkpoints)
+    assert down.flush(timeout_s=2) == 5
+
+    up = Outbox(tmp_path / "sweep", uri, exp)  # e.g. `--sync` once the server is back
+    up.start()
+    assert up.flush(timeout_s=60) == 0
+    (run,) = client.search_runs([exp])
+    assert run.info.status == "FINISHED" and run.data.tags["ray_trial_id"] == "t1"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/transfer/l1")] == [1, 2]
+    # Replaying a create for a trial that has a run reuses it.
+    again = Outbox(tmp_path / "sweep2", uri, exp)
+    again.start()
+    again.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    assert again.flush(timeout_s=30) == 0 and again.runs["t1"] == run.info.run_id
+    assert len(client.search_runs([exp])) == 1

@@ -1,0 +1,213 @@
+"""Signals, kill -9, concurrent sweeps and a tracking-server outage, through the real CLI.
+
+Each test runs real sweeps (Ray, Optuna, MLflow) in subprocesses; the outage test starts
+a real `mlflow server` on 127.0.0.1, kills it mid-sweep and starts it again.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from tests.sweeps.test_sweep_cli import RUN, children, client_for, run_cli, sweep_env
+from tests.sweeps.test_sweep_faults import write_spec
+
+pytestmark = pytest.mark.slow
+
+
+class Sweep:
+    """A sweep CLI process whose output lines are collected with their arrival times."""
+
+    def __init__(self, args: list[str], cwd: Path, **env: str) -> None:
+        self.proc = subprocess.Popen(
+            [*RUN, *args],
+            cwd=cwd,
+            env=sweep_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # kill -9 of the group also ends the Ray processes it started
+        )
+        self.lines: list[tuple[float, str]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.proc.stdout.readline, ""):  # type: ignore[union-attr]
+            self.lines.append((time.monotonic(), line))
+
+    @property
+    def output(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+    def wait_for(self, text: str, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while not any(text in line for _, line in self.lines):
+            assert self.proc.poll() is None and time.time() < deadline, self.output[-3000:]
+            time.sleep(0.1)
+
+    def finish(self, timeout: float = 300) -> int:
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._reader.join(timeout=10)
+        return self.proc.returncode
+
+
+def _no_running_anywhere(cwd: Path, sweep_dir: Path, name: str) -> None:
+    client = client_for(cwd)
+    exp = client.get_experiment_by_name(name)
+    assert exp is not None
+    assert not [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "RUNNING"]
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def _unique_steps(client: MlflowClient, kids: list[Any], epochs: int) -> None:
+    for kid in kids:
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "val/transfer/l1")]
+        assert sorted(steps) == list(range(1, epochs + 1)), steps
+
+
+def test_sigterm_while_the_last_trials_run_is_resumable_from_another_directory(tmp_path: Path) -> None:
+    cwd, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    cwd.mkdir()
+    elsewhere.mkdir()
+    spec = write_spec(tmp_path / "term.yaml", "term", num_samples=2, max_concurrent_trials=2, max_epochs=3)
+    sweep = Sweep([str(spec)], cwd)
+    sweep.wait_for("epoch 1/3")  # both (= the last) trials are running
+    sweep.proc.send_signal(signal.SIGTERM)
+    assert sweep.finish(180) == 143, sweep.output[-3000:]
+    sweep_dir = cwd / "sweeps_out" / "term"
+    assert not (sweep_dir / "best_config.yaml").exists() and "best (" not in sweep.output
+    _no_running_anywhere(cwd, sweep_dir, "term")
+    _, kids = children(client_for(cwd), "term")
+    assert {k.data.tags["trial_state"] for k in kids} == {"interrupted"} and {k.info.status for k in kids} == {"KILLED"}
+    command = next(line for _, line in sweep.lines if "--resume" in line).strip()
+    assert command.startswith("python sweeps/run.py ")
+    argv = shlex.split(command)[2:]
+    out = run_cli(argv, elsewhere, MLFLOW_TRACKING_URI="")  # the recorded store, not ./mlflow.db here
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert not (elsewhere / "mlflow.db").exists() and not (elsewhere / ".vunet_cache").exists()
+    with open(sweep_dir / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 and all(r["state"] == "completed" and r["epochs"] == "3" for r in rows)
+    client = client_for(cwd)
+    parent, kids = children(client, "term")
+    assert parent.info.status == "FINISHED" and {k.info.status for k in kids} == {"FINISHED"}
+    _unique_steps(client, kids, 3)
+    _no_running_anywhere(cwd, sweep_dir, "term")
+    study = optuna.load_study(study_name="term", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 2
+
+    other = run_cli([*argv[:-3], "--resume", "--out-dir", str(cwd / "sweeps_out")], elsewhere, MLFLOW_TRACKING_URI="x")
+    assert other.returncode == 2 and "differs from the sweep's store" in other.stderr
+
+
+def test_kill_9_then_resume_logs_every_epoch_once(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "k9.yaml", "k9", num_samples=2, max_concurrent_trials=1, max_epochs=4)
+    sweep = Sweep([str(spec)], tmp_path)
+    sweep.wait_for("epoch 3/4")
+    os.killpg(sweep.proc.pid, signal.SIGKILL)
+    sweep.finish(60)
+    out = run_cli([str(spec), "--resume"], tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    client = client_for(tmp_path)
+    parent, kids = children(client, "k9")
+    assert parent.info.status == "FINISHED" and len(kids) == 2
+    _unique_steps(client, kids, 4)
+    _no_running_anywhere(tmp_path, tmp_path / "sweeps_out" / "k9", "k9")
+
+
+def test_two_sweeps_started_together_get_their_own_directory_study_and_parent_run(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "twin.yaml", "twin", num_samples=1, max_concurrent_trials=1, max_epochs=1)
+    sweeps = [Sweep([str(spec), "--num-cpus", "1"], tmp_path) for _ in range(2)]
+    assert [s.finish(300) for s in sweeps] == [0, 0], sweeps[0].output[-2000:] + sweeps[1].output[-2000:]
+    dirs = {tmp_path / "sweeps_out" / "twin", tmp_path / "sweeps_out" / "twin-2"}
+    assert all((d / "best_config.yaml").is_file() and (d / "optuna.db").is_file() for d in dirs)
+    client = client_for(tmp_path)
+    exp = client.get_experiment_by_name("twin")
+    assert exp is not None
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.role = 'sweep'")
+    assert len(parents) == 2 and {p.data.tags["sweep_dir"] for p in parents} == {str(d) for d in dirs}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(root: Path, port: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "art")]
+    cmd += ["--workers", "1"]
+    log = open(root / f"server-{time.time():.0f}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(cmd, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("mlflow server did not start")
+
+
+def _stop_server(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+
+
+def test_tracking_server_outage_delays_no_trial_and_loses_no_metric(tmp_path: Path) -> None:
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _start_server(tmp_path, port)
+    spec = write_spec(tmp_path / "outage.yaml", "outage", num_samples=2, max_concurrent_trials=1, max_epochs=4)
+    try:
+        sweep = Sweep([str(spec)], tmp_path, MLFLOW_TRACKING_URI=uri)
+        sweep.wait_for("epoch 1/4")
+        _stop_server(server)
+        down_at = time.monotonic()
+        sweep.wait_for("trial 2 (", timeout=300)  # trials go on while the server is down
+        sweep.wait_for("epoch 2/4", timeout=300)
+        server = _start_server(tmp_path, port)
+        assert sweep.finish(300) == 0, sweep.output[-3000:]
+    finally:
+        _stop_server(server) if server.poll() is None else None
+    progress = [t for t, line in sweep.lines if line.startswith("trial ") and t >= down_at]
+    gaps = [b - a for a, b in zip(progress, progress[1:], strict=False)]
+    print(f"\noutage: longest gap between progress lines {max(gaps):.1f} s; progress lines {len(progress)}")
+    assert max(gaps) < 30  # tracking never holds up training (an epoch here takes ~2 s)
+    server = _start_server(tmp_path, port)
+    try:
+        client = MlflowClient(uri)
+        parent, kids = children(client, "outage")
+        assert parent.info.status == "FINISHED" and len(kids) == 2, sweep.output[-3000:]
+        assert {k.info.status for k in kids} == {"FINISHED"}
+        _unique_steps(client, kids, 4)
+        for kid in kids:
+            images = [a.path for a in client.list_artifacts(kid.info.run_id, "images")]
+            assert sum(p.endswith(".png") for p in images) == 4
+        assert not [
+            p for p in (tmp_path / "sweeps_out" / "outage" / "mlflow_outbox").glob("*.json") if p.stem.isdigit()
+        ]
+    finally:
+        _stop_server(server)
