@@ -6,9 +6,9 @@ holds up Tune's loop. Params when a trial starts (the complete resolved config u
 `/`-path names, the sampled ones listed in the `sampled_params` tag), metrics on every
 report (step = epoch), the sample grid and eval outputs of every checkpoint, and the
 final state: FINISHED (completed), KILLED + `trial_state=early_stopped` (stopped by
-the scheduler), FAILED + `trial_state=diverged` or `crashed`. An epoch already logged
-(a trial replayed from an older checkpoint after the driver was killed) is not logged
-again.
+the scheduler), FAILED + `trial_state=diverged` or `crashed`. After the driver was
+killed, an epoch already logged (a trial replayed from an older checkpoint) is not logged
+again, and one Tune checkpointed but MLflow never got is logged from Tune's record.
 """
 
 from __future__ import annotations
@@ -55,15 +55,8 @@ class MlflowTrialLogger(tune.Callback):
         return set(self.outbox.runs) | self.opened
 
     def _load_logged_steps(self) -> None:
-        """Epochs already in MLflow or in the queue, per trial (for a resumed sweep)."""
-        for key, run_id in self.outbox.runs.items():
-            try:
-                history = self.outbox.client.get_metric_history(run_id, self.metric)
-                samples = self.outbox.client.list_artifacts(run_id, "samples")
-            except Exception:  # noqa: BLE001 - server down: the queue below still knows what it holds
-                continue
-            self.metric_steps[key] = {m.step for m in history}
-            self.image_steps[key] = {int(a.path.rsplit("_", 1)[-1]) for a in samples if a.path[-4:].isdigit()}
+        """Epochs already queued or in MLflow, per trial (for a resumed sweep). Called before the
+        sender starts, so no call moves from the queue to the server in between."""
         for path in self.outbox.pending():
             item = json.loads(path.read_text())
             if item["op"] == "log_batch" and item["args"].get("metrics"):
@@ -72,6 +65,18 @@ class MlflowTrialLogger(tune.Callback):
                 self.image_steps.setdefault(item["key"], set()).add(int(item["args"]["step"]))
             elif item["op"] == "create_run":
                 self.opened.add(item["key"])
+        for key, run_id in self.outbox.runs.items():
+            try:
+                history = self.outbox.client.get_metric_history(run_id, self.metric)
+                samples = self.outbox.client.list_artifacts(run_id, "samples")
+            except Exception as exc:  # noqa: BLE001 - a store that does not answer now is retried once
+                log.warning("MLflow: could not read what run %s holds (%s); retrying once", run_id, exc)
+                time.sleep(2)
+                history = self.outbox.client.get_metric_history(run_id, self.metric)
+                samples = self.outbox.client.list_artifacts(run_id, "samples")
+            self.metric_steps.setdefault(key, set()).update(m.step for m in history)
+            epochs = {int(a.path.rsplit("_", 1)[-1]) for a in samples if a.path[-4:].isdigit()}
+            self.image_steps.setdefault(key, set()).update(epochs)
 
     def _open_run(self, trial: Any) -> None:
         """The trial's run: created on first start, set RUNNING again when Ray resumes or retries it."""
@@ -100,46 +105,55 @@ class MlflowTrialLogger(tune.Callback):
 
     def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._safely(self._open_run, trial)
+        self._safely(self._catch_up, trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        def log_result(t: Any) -> None:
-            step = int(result.get("training_iteration", 0))
-            done = self.metric_steps.setdefault(t.trial_id, set())
-            if step in done:
-                return
-            self._ensure_run(t)
-            now = int(time.time() * 1000)
-            items = [[k, v, now, step] for k, v in metric_values(result).items()]
-            for i in range(0, len(items), BATCH):
-                self.outbox.put("log_batch", t.trial_id, metrics=items[i : i + BATCH])
-            done.add(step)
-
-        self._safely(log_result, trial)
+        self._safely(lambda t: self._log_result(t, result), trial)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         path = Path(getattr(checkpoint, "path", ""))
+        self._safely(lambda t: self._log_files(t, path), trial)
 
-        def log_files(t: Any) -> None:
-            meta = path / "meta.json"
-            if not meta.is_file():
-                return
-            epoch = int(json.loads(meta.read_text())["epoch"])
-            done = self.image_steps.setdefault(t.trial_id, set())
-            if epoch in done:
-                return
-            self._ensure_run(t)
-            grid = path / "samples.png"
-            self.outbox.put("log_image", t.trial_id, files={"image": grid}, image_key="samples", step=epoch)
-            where = f"samples/epoch_{epoch:04d}"
-            self.outbox.put("log_artifact", t.trial_id, files={"file": grid}, artifact_path=where)
-            self.outbox.put(
-                "log_artifacts", t.trial_id, files={"dir": path / "eval"}, artifact_path=f"eval/epoch_{epoch:04d}"
-            )
-            done.add(epoch)
+    def _catch_up(self, trial: Any) -> None:
+        """A driver killed right after Tune recorded a checkpoint leaves that epoch unlogged, and
+        the restored trial continues after it: log it from Tune's record of the checkpoint."""
+        latest = getattr(trial, "latest_checkpoint_result", None)
+        if latest is None:
+            return
+        metrics = dict(latest.metrics or {})
+        metrics.setdefault("training_iteration", metrics.get("epoch", 0))
+        self._log_result(trial, metrics)
+        if latest.checkpoint is not None:
+            self._log_files(trial, Path(latest.checkpoint.path))
 
-        self._safely(log_files, trial)
+    def _log_result(self, trial: Any, result: dict[str, Any]) -> None:
+        step = int(result.get("training_iteration", 0))
+        done = self.metric_steps.setdefault(trial.trial_id, set())
+        if step in done or step <= 0:
+            return
+        self._ensure_run(trial)
+        now = int(time.time() * 1000)
+        items = [[k, v, now, step] for k, v in metric_values(result).items()]
+        for i in range(0, len(items), BATCH):
+            self.outbox.put("log_batch", trial.trial_id, metrics=items[i : i + BATCH])
+        done.add(step)
+
+    def _log_files(self, trial: Any, path: Path) -> None:
+        meta = path / "meta.json"
+        if not meta.is_file():
+            return
+        epoch = int(json.loads(meta.read_text())["epoch"])
+        done = self.image_steps.setdefault(trial.trial_id, set())
+        if epoch in done:
+            return
+        self._ensure_run(trial)
+        key, grid = trial.trial_id, path / "samples.png"
+        self.outbox.put("log_image", key, files={"image": grid}, image_key="samples", step=epoch)
+        self.outbox.put("log_artifact", key, files={"file": grid}, artifact_path=f"samples/epoch_{epoch:04d}")
+        self.outbox.put("log_artifacts", key, files={"dir": path / "eval"}, artifact_path=f"eval/epoch_{epoch:04d}")
+        done.add(epoch)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._finish(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.max_epochs))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,9 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
 
     # Tiny trials checkpoint every few seconds; Tune's "snapshotting too often" warning is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's experiment state (what --resume restores after a crash) at most 1 s old, so it never
+    # names a checkpoint older than the two each trial keeps (epochs take seconds or more).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     if address:
         ray.init(address=address, log_to_driver=True)
     else:  # a single-machine instance listens on the loopback interface only (see sweeps/run.py)
@@ -78,11 +83,11 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
         )
 
 
-def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri: str) -> tuple[str, str]:
-    """(experiment id, parent run id): created on a fresh sweep, recorded in sweep.json, reused on --resume."""
+def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri: str) -> tuple[str, str, bool]:
+    """(experiment id, parent run id, created now): created once, recorded in sweep.json, reused on --resume."""
     state = read_state(sweep_dir)
     if "parent_run_id" in state:
-        return str(state["experiment_id"]), str(state["parent_run_id"])
+        return str(state["experiment_id"]), str(state["parent_run_id"]), False
     client = open_store(uri)
     experiment_id = ensure_experiment(client, spec.name)
     tags = {
@@ -93,9 +98,14 @@ def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri
         "mode": spec.mode,
         "mlflow.source.git.commit": code_version(Path(__file__).parent),
     }
-    run_id = str(client.create_run(experiment_id, tags=tags, run_name=f"sweep {spec.name}").info.run_id)
-    write_state(sweep_dir, {**state, "experiment_id": experiment_id, "parent_run_id": run_id})
-    return experiment_id, run_id
+    # No signal between creating the run and recording it (else a resume would create a second one).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        run_id = str(client.create_run(experiment_id, tags=tags, run_name=f"sweep {spec.name}").info.run_id)
+        write_state(sweep_dir, {**state, "experiment_id": experiment_id, "parent_run_id": run_id})
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    return experiment_id, run_id, True
 
 
 def _log_parent_inputs(outbox: Outbox, spec: SweepSpec, base_tree: dict[str, Any]) -> None:
@@ -129,44 +139,53 @@ def run_sweep(
     with Interrupts() as interrupts:
         try:
             prepare_data(config_from_tree(base_tree), progress=True)  # generate the default dataset once, here
-            experiment_id, parent_id = _parent_run(spec, sweep_dir, base_tree, uri)
+            experiment_id, parent_id, created = _parent_run(spec, sweep_dir, base_tree, uri)
             outbox = Outbox(sweep_dir, uri, experiment_id)
             outbox.set_run(PARENT, parent_id)
+            # The logger reads what is logged and queued before the sender starts moving calls.
+            logger = MlflowTrialLogger(outbox, parent_id, base_tree, spec.max_epochs, spec.metric)
             outbox.start()
-            if not resume:
+            if created:
                 _log_parent_inputs(outbox, spec, base_tree)
             else:
                 outbox.put("set_status", PARENT, status="RUNNING")
-            logger = MlflowTrialLogger(outbox, parent_id, base_tree, spec.max_epochs, spec.metric)
             callbacks = [logger, ProgressLines(spec.metric, spec.max_epochs)]
             print(
                 f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} (experiment {spec.name}, parent run {parent_id})"
             )
             report = _fit(spec, sweep_dir, base_tree, callbacks, address, num_cpus, interrupts, resume)
-            complete = report.num_done >= spec.num_samples or report.budget_exhausted
-            if interrupts.signal is None and complete:
-                _close_finished(outbox, spec, report, logger, uri, experiment_id, parent_id, base_tree, sweep_dir)
+            # Tune returns on its own only when the sweep is done (all trials, or the time budget,
+            # which Tune carries over a resume); with a signal it returns early.
+            if interrupts.signal is None:
+                _close_finished(outbox, spec, report, uri, experiment_id, parent_id, base_tree, sweep_dir)
                 return _flush(outbox, spec, sweep_dir, 0)
         except KeyboardInterrupt:
-            interrupts.signal = interrupts.signal or 2
+            interrupts.signal = interrupts.signal or signal.SIGINT
         except BaseException:
             # Never leave runs open: the parent and any trial still running end as FAILED.
-            if logger is not None and outbox is not None:
-                logger.end_active("FAILED", "failed")
-                outbox.put("log_batch", PARENT, tags=[["sweep_state", "failed"]])
-                outbox.put("set_status", PARENT, status="FAILED")
+            if outbox is not None:
+                _end_runs(outbox, logger, "FAILED", "failed")
                 outbox.flush(FLUSH_AT_END_S)
             raise
-        for name in ("best_config.yaml", "best_trial.json"):  # an interrupted sweep has no answer yet
-            (sweep_dir / name).unlink(missing_ok=True)
-        fail_running_trials(spec, sweep_dir)
-        if logger is not None and outbox is not None:
-            logger.end_active("KILLED", "interrupted")
-            outbox.put("log_batch", PARENT, tags=[["sweep_state", "interrupted"]])
-            outbox.put("set_status", PARENT, status="KILLED")
-        print(f"sweep {spec.name} interrupted; continue it with:\n  {resume_command(spec, sweep_dir)}", flush=True)
-        code = interrupts.exit_code
-        return _flush(outbox, spec, sweep_dir, code) if outbox is not None else code
+        try:
+            for name in ("best_config.yaml", "best_trial.json"):  # an interrupted sweep has no answer yet
+                (sweep_dir / name).unlink(missing_ok=True)
+            if outbox is not None:
+                _end_runs(outbox, logger, "KILLED", "interrupted")
+            fail_running_trials(spec, sweep_dir)
+            print(f"sweep {spec.name} interrupted; continue it with:\n  {resume_command(spec, sweep_dir)}", flush=True)
+            return _flush(outbox, spec, sweep_dir, interrupts.exit_code) if outbox is not None else interrupts.exit_code
+        except KeyboardInterrupt:  # a second signal while cleaning up: what is queued stays on disk
+            print(f"\nstopped; continue with:\n  {resume_command(spec, sweep_dir)}", flush=True)
+            return interrupts.exit_code
+
+
+def _end_runs(outbox: Outbox, logger: MlflowTrialLogger | None, status: str, state: str) -> None:
+    """End the parent and every trial run still open (they are reopened by --resume)."""
+    if logger is not None:
+        logger.end_active(status, state)
+    outbox.put("log_batch", PARENT, tags=[["sweep_state", state]])
+    outbox.put("set_status", PARENT, status=status)
 
 
 def _fit(
@@ -202,8 +221,8 @@ def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> 
     args = [str(Path(spec.source_path).resolve())]
     for k, v in overrides.items():
         args += [k, param_str(v)]
-    args += [flag, "--out-dir", str(sweep_dir.parent)]
-    return "python sweeps/run.py " + shlex.join(args)
+    args += [flag, "--sweep-dir", str(sweep_dir)]
+    return shlex.join([Path(sys.executable).name, str(Path(__file__).resolve().parent / "run.py"), *args])
 
 
 def _flush(outbox: Outbox, spec: SweepSpec, sweep_dir: Path, code: int) -> int:
@@ -227,6 +246,9 @@ def _flush(outbox: Outbox, spec: SweepSpec, sweep_dir: Path, code: int) -> int:
 def sync(spec: SweepSpec, sweep_dir: Path, timeout_s: float = 120.0) -> int:
     """`--sync`: send the calls an earlier run could not; 0 when none are left."""
     state = read_state(sweep_dir)
+    if "experiment_id" not in state:
+        print(f"MLflow: nothing to send; sweep {spec.name} stopped before it was tracked")
+        return 0
     outbox = Outbox(sweep_dir, str(state["tracking_uri"]), str(state["experiment_id"]))
     total = len(outbox.pending())
     outbox.start()
@@ -241,7 +263,6 @@ def _close_finished(
     outbox: Outbox,
     spec: SweepSpec,
     report: SweepReport,
-    logger: MlflowTrialLogger,
     uri: str,
     experiment_id: str,
     parent_id: str,
@@ -249,6 +270,9 @@ def _close_finished(
     sweep_dir: Path,
 ) -> None:
     """Write and log the report (table, best config, plots) and finish the parent run."""
+    from sweeps.tuner import prune_checkpoints
+
+    prune_checkpoints(sweep_dir)
     best = report.best
     record = {
         "sweep": spec.name,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from types import FrameType
 from typing import Any
 
@@ -49,9 +48,11 @@ class Interrupts:
         first = self.signal is None
         if first:
             self.signal = signum
-        if first and self.tune_running:
-            name = signal.Signals(signum).name
-            print(f"{name}: stopping the sweep, saving its state (send it again to quit at once)", file=sys.stderr)
+        # Forward only once Tune listens to SIGUSR1 (it installs its handler late in `fit`).
+        if first and self.tune_running and signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, signal.SIG_IGN):
             os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
+            name = signal.Signals(signum).name
+            # os.write, not print: the handler may interrupt a print to stderr in progress.
+            os.write(2, f"{name}: stopping the sweep, saving its state (send it again to quit at once)\n".encode())
             return
         raise KeyboardInterrupt

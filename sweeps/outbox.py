@@ -27,10 +27,13 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import RestException
+from mlflow.exceptions import MlflowException
 
 OUTBOX_DIR = "mlflow_outbox"
 RUNS_FILE = "runs.json"
+REFUSED_LOG = "refused.log"
+MAX_ATTEMPTS = 5  # for failures that are not the server being unreachable
+PARENT_TAG = "mlflow.parentRunId"
 # The server answered and refused the call: retrying cannot help, the call is dropped (and counted).
 PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
 log = logging.getLogger(__name__)
@@ -46,15 +49,22 @@ class Outbox:
         self.runs: dict[str, str] = _read_json(self.dir / RUNS_FILE)
         self.dropped = 0
         self.longest_wait_s = 0.0
-        self._seq = max((int(p.stem) for p in self.dir.glob("*.json") if p.stem.isdigit()), default=0)
+        # Numbers continue after every entry, including file folders a crash left behind.
+        numbers = [int(p.name[:8]) for p in self.dir.iterdir() if p.name[:8].isdigit()]
+        self._seq = max(numbers, default=0)
+        self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
         self._thread: threading.Thread | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        """Tune pickles its callbacks with the experiment; the sender thread and locks stay behind."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_thread", "client")}
+        """Tune pickles its callbacks with the experiment (the copy is never used: a resumed sweep
+        attaches new ones); the sender thread, locks and any password in the URI stay behind."""
+        from sweeps.tracking import redact
+
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_thread", "client")}
+        return {**state, "tracking_uri": redact(self.tracking_uri)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -134,6 +144,13 @@ class Outbox:
             try:
                 self.send(queue[0])
             except Exception as exc:  # noqa: BLE001 - the server is down or flaky: retry later
+                if not _is_network_error(exc):
+                    # Not the server being away: a call that keeps failing would block the queue forever.
+                    name = queue[0].name
+                    self._attempts[name] = self._attempts.get(name, 0) + 1
+                    if self._attempts[name] >= MAX_ATTEMPTS:
+                        self._refuse(queue[0], exc)
+                        continue
                 failing_since = failing_since or time.monotonic()
                 log.debug("MLflow call %s failed (%s); retrying", queue[0].name, exc)
                 with self._wake:
@@ -150,13 +167,24 @@ class Outbox:
         item = json.loads(path.read_text())
         try:
             self._perform(item["op"], item["key"], item["args"], item["files"])
-        except RestException as exc:
+        except MlflowException as exc:
             if exc.error_code not in PERMANENT:
                 raise
-            self.dropped += 1
-            log.warning("MLflow refused %s for run %s: %s", item["op"], item["key"], exc)
-        path.unlink()
+            self._refuse(path, exc)
+            return
+        self._remove(path)
+
+    def _refuse(self, path: Path, exc: Exception) -> None:
+        """Drop a call the store keeps refusing; it is listed in `refused.log`."""
+        self.dropped += 1
+        log.warning("MLflow refused %s: %s", path.name, exc)
+        with open(self.dir / REFUSED_LOG, "a") as fh:
+            fh.write(f"{path.name} {path.read_text()[:300]}: {exc}\n")
+        self._remove(path)
+
+    def _remove(self, path: Path) -> None:
         shutil.rmtree(path.with_suffix(".files"), ignore_errors=True)
+        path.unlink()
 
     def _run_id(self, key: str) -> str:
         if key not in self.runs:
@@ -167,9 +195,11 @@ class Outbox:
         c = self.client
         if op == "create_run":
             if key not in self.runs:
-                existing = c.search_runs(
-                    [self.experiment_id], filter_string=f"tags.`{args['match_tag']}` = '{key}'", max_results=1
-                )
+                match = f"tags.`{args['match_tag']}` = '{key}'"
+                parent = args["tags"].get(PARENT_TAG)
+                if parent:
+                    match += f" and tags.`{PARENT_TAG}` = '{parent}'"
+                existing = c.search_runs([self.experiment_id], filter_string=match, max_results=1)
                 run_id = (
                     existing[0].info.run_id
                     if existing
@@ -209,6 +239,18 @@ class Outbox:
                 c.set_terminated(run_id, status=args["status"])
         else:
             raise ValueError(f"unknown outbox call {op}")
+
+
+def _is_network_error(exc: Exception) -> bool:
+    """The tracking server is away or overloaded (retry), as opposed to refusing the call."""
+    import requests
+
+    if isinstance(exc, (requests.RequestException, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, MlflowException):
+        text = str(exc)
+        return exc.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE") or "Max retries" in text
+    return False
 
 
 def _read_json(path: Path) -> dict[str, str]:

@@ -21,7 +21,15 @@ if __package__ in (None, ""):  # `python sweeps/run.py`: make the project import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweeps.spec import TOP_KEYS, SpecError, load_spec  # noqa: E402
-from sweeps.sweep_dir import create_sweep_dir, find_resumable, read_state, resume_tracking_uri, write_state  # noqa: E402
+from sweeps.sweep_dir import (  # noqa: E402
+    check_same_overrides,
+    create_sweep_dir,
+    find_resumable,
+    hold_sweep_lock,
+    read_state,
+    resume_tracking_uri,
+    write_state,
+)
 from sweeps.tracking import TrackingError, bound_http_calls, tracking_uri  # noqa: E402
 from vunet_core import ConfigError, PathsError, parse_overrides  # noqa: E402
 
@@ -33,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="search-space YAML (e.g. search_spaces/kl_ramp.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in the output directory")
     p.add_argument("--sync", action="store_true", help="send the MLflow calls a sweep could not send, then exit")
+    p.add_argument("--sweep-dir", default=None, help="with --resume/--sync: that sweep directory (default: the newest)")
     p.add_argument("--dry-run", action="store_true", help="validate, build a few sampled models, time a step, exit")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="existing Ray cluster (default: local)")
     p.add_argument("--out-dir", default=DEFAULT_OUT, help=f"parent of the sweep directory (default: ./{DEFAULT_OUT})")
@@ -47,24 +56,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.address:
         # A local Ray instance binds its servers to 127.0.0.1 only (read when Ray is imported).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        return _main(args, rest)
+    except KeyboardInterrupt:  # before the sweep started: nothing to save
+        print("interrupted before the sweep started; nothing was run", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace, rest: list[str]) -> int:
     out_dir = Path(args.out_dir).expanduser().resolve()
     try:
-        spec = load_spec(args.spec, parse_overrides(rest, bare_keys=TOP_KEYS))
+        overrides = parse_overrides(rest, bare_keys=TOP_KEYS)
+        spec = load_spec(args.spec, overrides)
         if args.sync or args.resume:
-            sweep_dir = find_resumable(out_dir, spec.name)
+            flag = "--sync" if args.sync else "--resume"
+            sweep_dir = Path(args.sweep_dir).resolve() if args.sweep_dir else find_resumable(out_dir, spec.name, flag)
             state = read_state(sweep_dir)
             uri = resume_tracking_uri(state, os.environ.get("MLFLOW_TRACKING_URI", "").strip())
+            check_same_overrides(state, overrides)
             cwd = Path(state.get("cwd") or Path.cwd())
         else:
             uri, cwd = tracking_uri(), Path.cwd()
         from sweeps.driver import preflight, sync
 
+        if (args.sync or args.resume) and not args.dry_run:
+            hold_sweep_lock(sweep_dir)
         if args.sync:
             return sync(spec, sweep_dir)
         base_tree = preflight(spec, cwd, uri)
         if not (args.resume or args.dry_run):
             sweep_dir = create_sweep_dir(out_dir, spec.name)
-            write_state(sweep_dir, {"tracking_uri": uri, "cwd": str(cwd), "spec": str(Path(args.spec).resolve())})
+            hold_sweep_lock(sweep_dir)
+            write_state(
+                sweep_dir,
+                {"tracking_uri": uri, "cwd": str(cwd), "spec": str(Path(args.spec).resolve()), "overrides": overrides},
+            )
     except (SpecError, ConfigError, PathsError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

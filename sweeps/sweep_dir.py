@@ -15,9 +15,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from sweeps.spec import SpecError
 
 STATE_FILE = "sweep.json"
+LOCK_FILE = ".sweep.lock"
 
 
 def create_sweep_dir(out_dir: Path, name: str) -> Path:
@@ -48,11 +51,11 @@ def sweeps_of(out_dir: Path, name: str) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def find_resumable(out_dir: Path, name: str) -> Path:
+def find_resumable(out_dir: Path, name: str, flag: str = "--resume") -> Path:
     """The newest sweep directory of `name` that has started (holds its state file)."""
     taken = sweeps_of(out_dir, name)
     if not taken or not (taken[-1] / STATE_FILE).is_file():
-        raise SpecError(f"--resume: no interrupted sweep {name} in {out_dir}; run without --resume to start one")
+        raise SpecError(f"{flag}: no started sweep {name} in {out_dir}; run without {flag} to start one")
     return taken[-1]
 
 
@@ -68,10 +71,41 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
 
 
 def write_state(sweep_dir: Path, state: dict[str, Any]) -> None:
-    """Write `sweep.json` atomically (a crash leaves the old file or the new one)."""
+    """Write `sweep.json` atomically (a crash leaves the old file or the new one); owner-only,
+    since the tracking URI may hold a password."""
     tmp = sweep_dir / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps(state, indent=1))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(state, indent=1))
     os.replace(tmp, sweep_dir / STATE_FILE)
+
+
+_LOCKS: list[FileLock] = []  # held until the process exits
+
+
+def hold_sweep_lock(sweep_dir: Path) -> None:
+    """Claim the sweep directory for this process: a second driver (a --resume or --sync of a
+    sweep still running) gets a one-line error instead of sharing its Tune state and study."""
+    lock = FileLock(str(sweep_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SpecError(f"{sweep_dir} is in use by a running sweep; wait for it or stop it first") from None
+    _LOCKS.append(lock)
+
+
+def check_same_overrides(state: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """A resumed sweep keeps the command-line overrides it started with."""
+    recorded = state.get("overrides")
+    if recorded is not None and recorded != overrides:
+
+        def show(o: dict[str, Any]) -> str:
+            return " ".join(f"{k} {v}" for k, v in o.items()) or "(none)"
+
+        raise SpecError(
+            f"--resume: the sweep started with overrides {show(recorded)}, got {show(overrides)}; "
+            "give the same ones (trials in progress keep their config)"
+        )
 
 
 def resume_tracking_uri(state: dict[str, Any], env_uri: str) -> str:

@@ -3,27 +3,28 @@
 Everything is logged from the driver: :class:`MlflowTrialLogger` is a Ray Tune
 callback that turns what trials report and checkpoint into MLflow runs, so trials
 on other machines need no MLflow access and a trial killed by the scheduler loses
-nothing (its last report and checkpoint already reached the driver). Child runs
-are found again by their `ray_trial_id` tag, so a resumed sweep continues the same
-runs instead of duplicating them.
+nothing (its last report and checkpoint already reached the driver). The calls go
+through the sweep's outbox (`sweeps/outbox.py`), which maps each trial to its run
+(`runs.json`), so a resumed sweep continues the same runs instead of duplicating them.
+This module holds the store helpers: URI, health check, redaction, bounded HTTP
+calls, the locked local store, experiments, and the direct calls `sweeps/train.py` uses.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
 from filelock import FileLock
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 TRIAL_ID_TAG = "ray_trial_id"
@@ -37,6 +38,8 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # No "View run at <uri>" line per ended run: it is noise here and would print credentials.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 
@@ -165,14 +168,6 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def find_child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
-    """ray trial id -> MLflow run id of the parent's existing child runs."""
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000
-    )
-    return {r.data.tags[TRIAL_ID_TAG]: r.info.run_id for r in runs if TRIAL_ID_TAG in r.data.tags}
-
-
 def log_epoch_outputs(client: MlflowClient, run_id: str, epoch: int, grid: Path, eval_dir: Path | None) -> None:
     """An epoch's sample grid (image series `samples` + artifact) and eval outputs."""
     from PIL import Image
@@ -182,19 +177,3 @@ def log_epoch_outputs(client: MlflowClient, run_id: str, epoch: int, grid: Path,
     client.log_artifact(run_id, str(grid), artifact_path=f"samples/epoch_{epoch:04d}")
     if eval_dir is not None and eval_dir.is_dir():
         client.log_artifacts(run_id, str(eval_dir), artifact_path=f"eval/epoch_{epoch:04d}")
-
-
-def log_checkpoint_files(client: MlflowClient, run_id: str, ckpt_dir: Path) -> None:
-    """Log what a trial checkpoint carries (see sweeps/trainable.py) for its epoch."""
-    meta_file = ckpt_dir / "meta.json"
-    if meta_file.is_file():
-        epoch = int(json.loads(meta_file.read_text())["epoch"])
-        log_epoch_outputs(client, run_id, epoch, ckpt_dir / "samples.png", ckpt_dir / "eval")
-
-
-def terminate_open_runs(client: MlflowClient, run_ids: Iterable[str], status: str, tags: Mapping[str, Any]) -> None:
-    """End runs still RUNNING (e.g. on Ctrl-C) so none is left open."""
-    for run_id in run_ids:
-        if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
-            set_tags(client, run_id, tags)
-            client.set_terminated(run_id, status=status)

@@ -9,6 +9,7 @@ finished trials are not run again).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,9 @@ def run_config(spec: SweepSpec, sweep_dir: Path, callbacks: list[tune.Callback])
         name=TUNE_DIR_NAME,
         storage_path=str(sweep_dir.resolve()),
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Two, not one: after kill -9, Tune's last saved state may name the checkpoint before the
+        # newest (state is saved every second, see driver._start_ray); it must still exist.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=callbacks,
         progress_reporter=reporter(spec),
         verbose=1,
@@ -175,3 +178,14 @@ def restored_tuner(
 
 def can_resume(sweep_dir: Path) -> bool:
     return tune.Tuner.can_restore(str((sweep_dir / TUNE_DIR_NAME).resolve()))
+
+
+def prune_checkpoints(sweep_dir: Path) -> int:
+    """After a finished sweep, keep only each trial's newest checkpoint (two are kept while it
+    runs, for kill -9 recovery); returns how many were removed."""
+    removed = 0
+    for trial_dir in (sweep_dir / TUNE_DIR_NAME).glob("*/"):
+        for old in sorted(trial_dir.glob("checkpoint_*"))[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed += 1
+    return removed

@@ -68,6 +68,9 @@ def test_smoke_sweep_completes_with_baseline_and_best_config(smoke: tuple[Path, 
     rows = (sweep_dir / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and all(",completed," in r for r in rows[1:])
     assert (sweep_dir / "optuna.db").is_file() and (sweep_dir / "optimization_history.png").is_file()
+    trial_dirs = [d for d in (sweep_dir / "tune").iterdir() if d.is_dir()]
+    assert len(trial_dirs) == 2 and all(len(list(d.glob("checkpoint_*"))) == 1 for d in trial_dirs)
+    assert not list(sweep_dir.rglob("work"))  # trials keep their work files outside the sweep dir
 
 
 def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:

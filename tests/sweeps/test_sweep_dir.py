@@ -18,12 +18,12 @@ def test_a_new_sweep_never_reuses_a_directory_and_resume_needs_a_started_one(tmp
     assert create_sweep_dir(tmp_path, "smoke") == tmp_path / "smoke-2"
     (tmp_path / "smoke-10").mkdir()
     (tmp_path / "smokey").mkdir()
-    with pytest.raises(SpecError, match="--resume: no interrupted sweep smoke"):
+    with pytest.raises(SpecError, match="--resume: no started sweep smoke"):
         find_resumable(tmp_path, "smoke")  # smoke-10, the newest, never started
     write_state(tmp_path / "smoke-10", {"tracking_uri": "sqlite:////x/mlflow.db", "cwd": "/x"})
     assert find_resumable(tmp_path, "smoke") == tmp_path / "smoke-10"
     assert read_state(tmp_path / "smoke-10")["cwd"] == "/x"
-    with pytest.raises(SpecError, match="--resume: no interrupted sweep other"):
+    with pytest.raises(SpecError, match="--resume: no started sweep other"):
         find_resumable(tmp_path, "other")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from tests.sweeps.test_sweep_cli import RUN, children, client_for, run_cli, sweep_env
@@ -100,8 +101,12 @@ def test_sigterm_while_the_last_trials_run_is_resumable_from_another_directory(t
     _, kids = children(client_for(cwd), "term")
     assert {k.data.tags["trial_state"] for k in kids} == {"interrupted"} and {k.info.status for k in kids} == {"KILLED"}
     command = next(line for _, line in sweep.lines if "--resume" in line).strip()
-    assert command.startswith("python sweeps/run.py ")
     argv = shlex.split(command)[2:]
+    assert shlex.split(command)[1].endswith("sweeps/run.py") and argv[-3:] == [
+        "--resume",
+        "--sweep-dir",
+        str(sweep_dir),
+    ]
     out = run_cli(argv, elsewhere, MLFLOW_TRACKING_URI="")  # the recorded store, not ./mlflow.db here
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert not (elsewhere / "mlflow.db").exists() and not (elsewhere / ".vunet_cache").exists()
@@ -118,10 +123,15 @@ def test_sigterm_while_the_last_trials_run_is_resumable_from_another_directory(t
 
     other = run_cli([*argv[:-3], "--resume", "--out-dir", str(cwd / "sweeps_out")], elsewhere, MLFLOW_TRACKING_URI="x")
     assert other.returncode == 2 and "differs from the sweep's store" in other.stderr
+    changed = run_cli([*argv, "optimizer/lr", "0.01"], elsewhere)
+    assert changed.returncode == 2 and "the sweep started with overrides" in changed.stderr
 
 
 def test_kill_9_then_resume_logs_every_epoch_once(tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "k9.yaml", "k9", num_samples=2, max_concurrent_trials=1, max_epochs=4)
+    slower = yaml.safe_load(spec.read_text())
+    slower["fixed"]["training"]["steps_per_epoch"] = 15  # epochs of a few seconds, as in real sweeps
+    spec.write_text(yaml.safe_dump(slower, sort_keys=False))
     sweep = Sweep([str(spec)], tmp_path)
     sweep.wait_for("epoch 3/4")
     os.killpg(sweep.proc.pid, signal.SIGKILL)
@@ -131,6 +141,7 @@ def test_kill_9_then_resume_logs_every_epoch_once(tmp_path: Path) -> None:
     client = client_for(tmp_path)
     parent, kids = children(client, "k9")
     assert parent.info.status == "FINISHED" and len(kids) == 2
+    assert {k.info.status for k in kids} == {"FINISHED"}
     _unique_steps(client, kids, 4)
     _no_running_anywhere(tmp_path, tmp_path / "sweeps_out" / "k9", "k9")
 
@@ -178,7 +189,7 @@ def _stop_server(proc: subprocess.Popen[bytes]) -> None:
 
 def test_tracking_server_outage_delays_no_trial_and_loses_no_metric(tmp_path: Path) -> None:
     port = _free_port()
-    uri = f"http://127.0.0.1:{port}"
+    uri = f"http://alice:s3cret@127.0.0.1:{port}"  # credentials: sent as basic auth, never printed
     server = _start_server(tmp_path, port)
     spec = write_spec(tmp_path / "outage.yaml", "outage", num_samples=2, max_concurrent_trials=1, max_epochs=4)
     try:
@@ -192,7 +203,9 @@ def test_tracking_server_outage_delays_no_trial_and_loses_no_metric(tmp_path: Pa
         assert sweep.finish(300) == 0, sweep.output[-3000:]
     finally:
         _stop_server(server) if server.poll() is None else None
+    assert "s3cret" not in sweep.output and "alice:***@127.0.0.1" in sweep.output
     progress = [t for t, line in sweep.lines if line.startswith("trial ") and t >= down_at]
+    assert len(progress) >= 4, sweep.output[-3000:]
     gaps = [b - a for a, b in zip(progress, progress[1:], strict=False)]
     print(f"\noutage: longest gap between progress lines {max(gaps):.1f} s; progress lines {len(progress)}")
     assert max(gaps) < 30  # tracking never holds up training (an epoch here takes ~2 s)
@@ -202,6 +215,8 @@ def test_tracking_server_outage_delays_no_trial_and_loses_no_metric(tmp_path: Pa
         parent, kids = children(client, "outage")
         assert parent.info.status == "FINISHED" and len(kids) == 2, sweep.output[-3000:]
         assert {k.info.status for k in kids} == {"FINISHED"}
+        refused = tmp_path / "sweeps_out" / "outage" / "mlflow_outbox" / "refused.log"
+        assert not refused.exists(), refused.read_text()
         _unique_steps(client, kids, 4)
         for kid in kids:
             images = [a.path for a in client.list_artifacts(kid.info.run_id, "images")]
@@ -209,5 +224,32 @@ def test_tracking_server_outage_delays_no_trial_and_loses_no_metric(tmp_path: Pa
         assert not [
             p for p in (tmp_path / "sweeps_out" / "outage" / "mlflow_outbox").glob("*.json") if p.stem.isdigit()
         ]
+    finally:
+        _stop_server(server)
+
+
+def test_a_server_still_down_at_the_end_leaves_the_calls_on_disk_for_sync(tmp_path: Path) -> None:
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _start_server(tmp_path, port)
+    spec = write_spec(tmp_path / "late.yaml", "late", num_samples=1, max_concurrent_trials=1, max_epochs=2)
+    sweep = Sweep([str(spec)], tmp_path, MLFLOW_TRACKING_URI=uri)
+    try:
+        sweep.wait_for("started")
+        _stop_server(server)
+        assert sweep.finish(300) == 0, sweep.output[-3000:]
+        assert "could not be sent yet" in sweep.output and "--sync" in sweep.output
+        pending = [p for p in (tmp_path / "sweeps_out" / "late" / "mlflow_outbox").glob("*.json") if p.stem.isdigit()]
+        assert pending
+        server = _start_server(tmp_path, port)
+        out = run_cli([str(spec), "--sync"], tmp_path / "sweeps_out", MLFLOW_TRACKING_URI=uri, timeout=300)
+        assert out.returncode == 2, out.stdout + out.stderr  # from another directory: no sweep there
+        out = run_cli([str(spec), "--sync"], tmp_path, MLFLOW_TRACKING_URI=uri, timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        assert f"sent {len(pending)} of {len(pending)} queued calls" in out.stdout
+        client = MlflowClient(uri)
+        parent, kids = children(client, "late")
+        assert parent.info.status == "FINISHED" and [k.info.status for k in kids] == ["FINISHED"]
+        _unique_steps(client, kids, 2)
     finally:
         _stop_server(server)
