@@ -23,13 +23,12 @@ from ray import tune
 
 from sweeps.outbox import Outbox
 from sweeps.outcome import is_baseline, trial_number, trial_state
-from sweeps.tracking import PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
+from sweeps.tracking import MAX_BATCH, PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
 from sweeps.trial_config import sampled_flat, trial_flat_config
 
 log = logging.getLogger(__name__)
 
 MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "diverged": "FAILED", "crashed": "FAILED"}
-BATCH = 100
 
 
 class MlflowTrialLogger(tune.Callback):
@@ -96,8 +95,8 @@ class MlflowTrialLogger(tune.Callback):
         name = f"trial {trial_number(trial)} {key}"
         self.outbox.put("create_run", key, tags=tags, run_name=name, match_tag=TRIAL_ID_TAG)
         params = [[k, param_str(v)] for k, v in trial_flat_config(self.base_tree, trial.config).items()]
-        for i in range(0, len(params), BATCH):
-            self.outbox.put("log_batch", key, params=params[i : i + BATCH])
+        for i in range(0, len(params), MAX_BATCH):
+            self.outbox.put("log_batch", key, params=params[i : i + MAX_BATCH])
         self.opened.add(key)
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -136,8 +135,8 @@ class MlflowTrialLogger(tune.Callback):
         self._ensure_run(trial)
         now = int(time.time() * 1000)
         items = [[k, v, now, step] for k, v in metric_values(result).items()]
-        for i in range(0, len(items), BATCH):
-            self.outbox.put("log_batch", trial.trial_id, metrics=items[i : i + BATCH])
+        for i in range(0, len(items), MAX_BATCH):
+            self.outbox.put("log_batch", trial.trial_id, metrics=items[i : i + MAX_BATCH])
         done.add(step)
 
     def _log_files(self, trial: Any, path: Path) -> None:

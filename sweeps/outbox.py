@@ -29,11 +29,12 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from sweeps.tracking import PARENT_TAG
+
 OUTBOX_DIR = "mlflow_outbox"
 RUNS_FILE = "runs.json"
 REFUSED_LOG = "refused.log"
 MAX_ATTEMPTS = 5  # for failures that are not the server being unreachable
-PARENT_TAG = "mlflow.parentRunId"
 # The server answered and refused the call: retrying cannot help, the call is dropped (and counted).
 PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
 log = logging.getLogger(__name__)
