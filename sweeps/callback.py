@@ -1,6 +1,8 @@
 """Ray Tune callback that records every trial as a child MLflow run of the sweep's run.
 
-Runs in the driver and only queues calls on the sweep's :class:`~sweeps.outbox.Outbox`
+Both stages' trials are children of the parent run, tagged `stage=search` or
+`stage=confirm` (with `candidate`, `seed` and `search_trial_id`). Runs in the driver and
+only queues calls on the sweep's :class:`~sweeps.outbox.Outbox`
 (sent in the background, kept on disk while the server is down), so tracking never
 holds up Tune's loop. Params when a trial starts (the complete resolved config under
 `/`-path names, the sampled ones listed in the `sampled_params` tag), metrics on every
@@ -22,9 +24,9 @@ from typing import Any
 from ray import tune
 
 from sweeps.outbox import Outbox
-from sweeps.outcome import is_baseline, trial_number, trial_state
+from sweeps.outcome import is_baseline, stage, trial_label, trial_state
 from sweeps.tracking import MAX_BATCH, PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
-from sweeps.trial_config import sampled_flat, trial_flat_config
+from sweeps.trial_config import sampled_flat, trial_flat_config, trial_meta
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,14 @@ class MlflowTrialLogger(tune.Callback):
             STATE_TAG: "running",
             "sampled_params": ",".join(sorted(sampled)),
             "baseline": str(is_baseline(trial)).lower(),
+            "stage": stage(trial),
         }
-        name = f"trial {trial_number(trial)} {key}"
+        meta = trial_meta(trial.config)
+        if meta.get("stage") == "confirm":
+            tags.update(
+                candidate=str(meta["candidate"]), seed=str(meta["seed"]), search_trial_id=str(meta["search_trial"])
+            )
+        name = trial_label(trial).replace(" (", " ").rstrip(")")
         self.outbox.put("create_run", key, tags=tags, run_name=name, match_tag=TRIAL_ID_TAG)
         params = [[k, param_str(v)] for k, v in trial_flat_config(self.base_tree, trial.config).items()]
         for i in range(0, len(params), MAX_BATCH):

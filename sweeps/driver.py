@@ -1,9 +1,10 @@
-"""The sweep driver: preflight checks, MLflow parent run, Ray lifecycle, fit, report.
+"""The sweep driver: preflight checks, MLflow parent run, Ray lifecycle, both stages, report.
 
 `preflight` does every check that needs no compute (config of the base and of the
 search-space corners, dataset, VGG weights, tracking store). `run_sweep` owns the
 side effects in order: generated data, the MLflow parent run, a local Ray instance
-(or a connection to a cluster), the Tuner, the end-of-sweep report. Ray started here
+(or a connection to a cluster), the search Tuner, the confirmation Tuner (same Ray
+session; `sweeps/confirm.py`), the end-of-sweep report and answer. Ray started here
 is shut down here; nothing is left running. SIGINT and SIGTERM stop the sweep at any
 point with its state saved, exit code 130 / 143, every open run KILLED and the exact
 `--resume` command printed; an interrupted sweep never writes `best_config.yaml`.
@@ -13,6 +14,7 @@ outage delays them, never the trials, and loses nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -22,14 +24,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeps import confirm
 from sweeps.callback import MlflowTrialLogger
 from sweeps.interrupt import Interrupts
 from sweeps.outbox import Outbox
 from sweeps.progress import ProgressLines
-from sweeps.report import SweepReport, build_report, print_report, write_report
+from sweeps.report import SweepReport, TrialRow, build_report, print_report, write_report
 from sweeps.spec import SweepSpec
 from sweeps.sweep_dir import read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
+from sweeps.trial_config import trial_cfg
 from vunet_core import config_from_tree, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
@@ -66,6 +70,8 @@ def preflight(spec: SweepSpec, cwd: Path, uri: str) -> dict[str, Any]:
 def _start_ray(address: str | None, num_cpus: int | None) -> None:
     import ray
 
+    # The classic reporter honours our columns; Tune's newer output also breaks on a restored second stage.
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # Tiny trials checkpoint every few seconds; Tune's "snapshotting too often" warning is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Tune's experiment state (what --resume restores after a crash) at most 1 s old, so it never
@@ -131,7 +137,7 @@ def run_sweep(
     num_cpus: int | None,
 ) -> int:
     """Run the sweep to its end (or to SIGINT/SIGTERM) and report; returns the exit code."""
-    from sweeps.tuner import fail_running_trials
+    from sweeps.searcher import fail_running_trials
     from vunet_core.data import prepare_data
 
     outbox: Outbox | None = None
@@ -153,11 +159,13 @@ def run_sweep(
             print(
                 f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} (experiment {spec.name}, parent run {parent_id})"
             )
-            report = _fit(spec, sweep_dir, base_tree, callbacks, address, num_cpus, interrupts, resume)
-            # Tune returns on its own only when the sweep is done (all trials, or the time budget,
-            # which Tune carries over a resume); with a signal it returns early.
+            if resume:  # trials a killed driver left RUNNING in the study cannot be continued
+                fail_running_trials(spec, sweep_dir)
+            report, confirmation = _fit(spec, sweep_dir, base_tree, callbacks, address, num_cpus, interrupts, resume)
+            # Tune returns on its own only when a stage is done (all trials, or the search's time
+            # budget, which Tune carries over a resume); with a signal it returns early.
             if interrupts.signal is None:
-                _close_finished(outbox, spec, report, uri, experiment_id, parent_id, base_tree, sweep_dir)
+                _close_finished(outbox, spec, report, confirmation, uri, experiment_id, parent_id, base_tree, sweep_dir)
                 return _flush(outbox, spec, sweep_dir, 0)
         except KeyboardInterrupt:
             interrupts.signal = interrupts.signal or signal.SIGINT
@@ -197,23 +205,46 @@ def _fit(
     num_cpus: int | None,
     interrupts: Interrupts,
     resume: bool,
-) -> SweepReport:
+) -> tuple[SweepReport, confirm.Confirmation | None]:
+    """Search, then (if on, and not interrupted) confirmation, in one Ray session."""
     import ray
 
-    from sweeps.tuner import can_resume, new_tuner, restored_tuner
+    from sweeps.tuner import CONFIRM_DIR_NAME, can_resume, new_confirm_tuner, new_tuner, restored_tuner
 
     start = time.time()
     try:
         _start_ray(address, num_cpus)
         interrupts.install()
         make = restored_tuner if resume and can_resume(sweep_dir) else new_tuner
-        tuner = make(spec, sweep_dir, base_tree, callbacks)
-        interrupts.tune_running = True
-        results = tuner.fit()
+        results = _run_stage(make(spec, sweep_dir, base_tree, callbacks), interrupts)
+        report = build_report(spec, results, time.time() - start)
+        if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
+            return report, None
+        candidates = confirm.pick_candidates(report, spec.confirm.top_k)
+        print(
+            f"confirmation: {', '.join(c.label for c in candidates)} x seeds "
+            f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
+            flush=True,
+        )
+        start = time.time()
+        if resume and can_resume(sweep_dir, CONFIRM_DIR_NAME):
+            tuner = restored_tuner(spec, sweep_dir, base_tree, callbacks, CONFIRM_DIR_NAME)
+        else:
+            configs = confirm.trial_configs(candidates, spec.confirm.seeds)
+            tuner = new_confirm_tuner(spec, sweep_dir, base_tree, callbacks, configs)
+        results = _run_stage(tuner, interrupts)
+        return report, confirm.collect(spec, candidates, results, time.time() - start)
     finally:
         interrupts.tune_running = False
         ray.shutdown()
-    return build_report(spec, results, time.time() - start)
+
+
+def _run_stage(tuner: Any, interrupts: Interrupts) -> Any:
+    interrupts.tune_running = True
+    try:
+        return tuner.fit()
+    finally:
+        interrupts.tune_running = False
 
 
 def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> str:
@@ -263,34 +294,78 @@ def _close_finished(
     outbox: Outbox,
     spec: SweepSpec,
     report: SweepReport,
+    confirmation: confirm.Confirmation | None,
     uri: str,
     experiment_id: str,
     parent_id: str,
     base_tree: dict[str, Any],
     sweep_dir: Path,
 ) -> None:
-    """Write and log the report (table, best config, plots) and finish the parent run."""
+    """Write and log the report (tables, the answer, plots) and finish the parent run."""
     from sweeps.tuner import prune_checkpoints
 
     prune_checkpoints(sweep_dir)
-    best = report.best
-    record = {
-        "sweep": spec.name,
-        "tracking_uri": redact(uri),
-        "experiment_id": experiment_id,
-        "parent_run_id": parent_id,
-        "trial_id": best.trial_id if best else "",
-        "run_id": outbox.runs.get(best.trial_id, "") if best else "",
-        "metric": spec.metric,
-        "value": best.metric if best else None,
-    }
-    for f in write_report(report, sweep_dir, base_tree, record):
-        outbox.put("log_artifact", PARENT, files={"file": f})
+    files = write_report(report, sweep_dir)
+    now = int(time.time() * 1000)
     tags = [["sweep_state", "finished"]]
+    metrics = []
+    best: TrialRow | None = report.best
+    if confirmation is not None:
+        best = confirmation.winner.row
+        files += [
+            confirm.write_csv(confirmation, sweep_dir / "confirm.csv"),
+            confirm.plot(confirmation, sweep_dir / "confirm.png"),
+        ]
+        metrics += [[k, v, now, 0] for k, v in confirm.parent_metrics(confirmation).items()]
+        top = confirmation.top
+        tags += [["confirm_winner", confirmation.winner.label], ["confirm_verdict", top.verdict if top else "-"]]
     if best is not None:
+        record = {
+            "sweep": spec.name,
+            "tracking_uri": redact(uri),
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_id,
+            "trial_id": best.trial_id,
+            "run_id": outbox.runs.get(best.trial_id, ""),
+            "metric": spec.metric,
+            "value": best.metric,
+            "epochs": best.epochs,
+        }
+        if confirmation is not None:
+            win = confirmation.winner
+            record["confirmation"] = {
+                "candidate": win.label,
+                "mean": win.mean,
+                "values": {str(k): v for k, v in win.values.items()},
+                "summary": confirm.summary(confirmation),
+            }
+        best_config = sweep_dir / "best_config.yaml"
+        best_config.write_text(render_config(trial_cfg(base_tree, best.config)))
+        meta = sweep_dir / "best_trial.json"
+        meta.write_text(json.dumps(record, indent=1))
+        files += [best_config, meta]
         tags += [["best_trial_id", best.trial_id], ["best_run_id", str(record["run_id"])]]
-        now = int(time.time() * 1000)
-        outbox.put("log_batch", PARENT, metrics=[[f"best/{spec.metric}", best.metric, now, 0]])
+        metrics.append([f"best/{spec.metric}", best.metric, now, 0])
+    for f in files:
+        outbox.put("log_artifact", PARENT, files={"file": f})
+    if metrics:
+        outbox.put("log_batch", PARENT, metrics=metrics)
     outbox.put("log_batch", PARENT, tags=tags)
     outbox.put("set_status", PARENT, status="FINISHED")
-    print_report(report, sweep_dir)
+    print_report(report)
+    if confirmation is not None:
+        seeds = len(spec.confirm.seeds) if spec.confirm else 0
+        fraction = confirmation.train_s / max(1e-9, confirmation.wall_s * max(1, spec.max_concurrent_trials))
+        print(
+            f"\nconfirmation: {len(confirmation.candidates) + 1} configs x {seeds} fresh seeds in "
+            f"{confirmation.wall_s:.0f} s wall (compute fraction {fraction:.2f}); {spec.metric} after "
+            f"{spec.max_epochs} epochs, difference to the baseline with a Welch {confirm.LEVEL:.0%} CI"
+        )
+        print(confirm.format_table(confirmation))
+        print(confirm.summary(confirmation))
+        print(f"sweep {spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
+    if best is None:
+        print("no trial finished with a finite objective; nothing to reuse")
+        return
+    print(f"best config: {sweep_dir / 'best_config.yaml'}")
+    print(f"reuse it:    python sweeps/train.py {sweep_dir / 'best_config.yaml'} training/num_epochs 50")

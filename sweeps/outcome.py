@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sweeps.trial_config import trial_meta
+
 STATES = ("completed", "early_stopped", "diverged", "crashed")
 
 
@@ -27,5 +29,20 @@ def trial_number(trial: Any) -> int:
 
 
 def is_baseline(trial: Any) -> bool:
-    """The first trial evaluates the base configuration (OptunaSearch points_to_evaluate)."""
-    return trial_number(trial) == 1
+    """Whether the trial trains the base configuration (the searcher marks it; never with
+    `baseline: false`)."""
+    return bool(trial_meta(getattr(trial, "config", None) or {}).get("baseline"))
+
+
+def stage(trial: Any) -> str:
+    """`search` or `confirm`."""
+    return str(trial_meta(getattr(trial, "config", None) or {}).get("stage", "search"))
+
+
+def trial_label(trial: Any) -> str:
+    """How progress lines and MLflow run names call a trial: `trial 3 (1d868443)` in the
+    search, `confirm trial 3 seed 1 (...)` in confirmation."""
+    meta = trial_meta(getattr(trial, "config", None) or {})
+    if meta.get("stage") == "confirm":
+        return f"confirm {meta.get('candidate')} seed {meta.get('seed')} ({trial.trial_id})"
+    return f"trial {trial_number(trial)} ({trial.trial_id})"

@@ -3,6 +3,7 @@
 trial 3 (1d868443) epoch 2/4: val/transfer/l1 0.4121
 trial 3 (1d868443) early_stopped after 2 epochs: val/transfer/l1 0.4121
 trial 4 (77e0aa31) completed after 4 epochs: val/transfer/l1 0.3905
+confirm baseline seed 1 (4c0f2a19) epoch 1/4: val/transfer/l1 0.4460
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.outcome import trial_number, trial_state
+from sweeps.outcome import trial_label, trial_state
 
 
 class ProgressLines(tune.Callback):
@@ -21,7 +22,7 @@ class ProgressLines(tune.Callback):
         self.max_epochs = max_epochs
 
     def _name(self, trial: Any) -> str:
-        return f"trial {trial_number(trial)} ({trial.trial_id})"
+        return trial_label(trial)
 
     def _value(self, result: dict[str, Any]) -> str:
         value = result.get(self.metric)

@@ -1,16 +1,17 @@
-"""End-of-sweep summary: table of trials, best config YAML, results CSV, Optuna plots.
+"""End-of-sweep summary of the search stage: table of trials, results CSV, Optuna plots.
 
-The best trial is the one with the best last-reported objective among trials that
-completed or were stopped early (diverged and crashed trials never win). Its
-complete resolved config is written as `best_config.yaml`, with `best_trial.json`
-beside it (sweep, experiment and run ids) so `sweeps/train.py` can link the long
-training back to the trial it came from.
+Like is compared with like: the search's best trial is the one with the best
+last-reported objective among the trials that reached the furthest epoch (ASHA's top
+rung; diverged and crashed trials never win), so a value measured after 2 epochs never
+competes with one measured after 8. Without a confirmation stage its complete resolved
+config is written as `best_config.yaml`, with `best_trial.json` beside it (sweep,
+experiment and run ids) so `sweeps/train.py` can link the long training back to the
+trial it came from; with one, the confirmed winner's (`sweeps/confirm.py`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import warnings
 from collections.abc import Callable
@@ -18,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps.outcome import is_baseline, trial_state
+from sweeps.outcome import is_baseline, trial_number, trial_state
 from sweeps.spec import SweepSpec
-from sweeps.trial_config import sampled_flat, trial_cfg
-from vunet_core import render_config
+from sweeps.trial_config import sampled_flat
 
 TOP_ROWS = 10
 
@@ -29,6 +29,7 @@ TOP_ROWS = 10
 @dataclass
 class TrialRow:
     trial_id: str
+    number: int
     state: str
     epochs: int
     metric: float
@@ -41,8 +42,6 @@ class SweepReport:
     spec: SweepSpec
     rows: list[TrialRow]
     wall_s: float
-    num_done: int
-    budget_exhausted: bool
     best: TrialRow | None = None
     baseline: TrialRow | None = None
 
@@ -56,6 +55,7 @@ def _row(trial: Any, spec: SweepSpec) -> TrialRow:
     value = last.get(spec.metric)
     return TrialRow(
         trial_id=str(trial.trial_id),
+        number=trial_number(trial),
         state=trial_state(last, error=trial.status == "ERROR", max_epochs=spec.max_epochs),
         epochs=int(last.get("training_iteration", 0)),
         metric=float(value) if isinstance(value, (int, float)) else float("nan"),
@@ -68,26 +68,23 @@ def build_report(spec: SweepSpec, results: Any, wall_s: float) -> SweepReport:
     """Rows from Tune's trials (the ResultGrid's analysis keeps each trial's status and last result)."""
     trials = list(results._experiment_analysis.trials)
     rows = [_row(trial, spec) for trial in trials]
-    done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-    budget = spec.time_budget_s is not None and wall_s >= spec.time_budget_s * 0.98
-    report = SweepReport(spec, rows, wall_s, done, budget)
-    eligible = [r for r in rows if r.state in ("completed", "early_stopped") and math.isfinite(r.metric)]
-    sign = 1.0 if spec.mode == "min" else -1.0
-    report.best = min(eligible, key=lambda r: sign * r.metric, default=None)
+    report = SweepReport(spec, rows, wall_s)
+    report.best = next(iter(ranked(report)), None)
     report.baseline = next((r for r, t in zip(rows, trials, strict=True) if is_baseline(t)), None)
     return report
 
 
-def write_report(report: SweepReport, sweep_dir: Path, base_tree: dict[str, Any], record: dict[str, Any]) -> list[Path]:
-    """results.csv, best_config.yaml, best_trial.json and Optuna plots in the sweep dir."""
-    files = [_write_csv(report, sweep_dir / "results.csv")]
-    if report.best is not None:
-        best = sweep_dir / "best_config.yaml"
-        best.write_text(render_config(trial_cfg(base_tree, report.best.config)))
-        meta = sweep_dir / "best_trial.json"
-        meta.write_text(json.dumps(record, indent=1))
-        files += [best, meta]
-    return files + _optuna_plots(report.spec, sweep_dir)
+def ranked(report: SweepReport) -> list[TrialRow]:
+    """Trials that reached the furthest epoch any finished trial reached, best first."""
+    eligible = [r for r in report.rows if r.state in ("completed", "early_stopped") and math.isfinite(r.metric)]
+    top = max((r.epochs for r in eligible), default=0)
+    sign = 1.0 if report.spec.mode == "min" else -1.0
+    return sorted((r for r in eligible if r.epochs == top), key=lambda r: sign * r.metric)
+
+
+def write_report(report: SweepReport, sweep_dir: Path) -> list[Path]:
+    """results.csv and the Optuna plots in the sweep dir."""
+    return [_write_csv(report, sweep_dir / "results.csv"), *_optuna_plots(report.spec, sweep_dir)]
 
 
 def _write_csv(report: SweepReport, path: Path) -> Path:
@@ -111,9 +108,9 @@ def _optuna_plots(spec: SweepSpec, sweep_dir: Path) -> list[Path]:
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    from sweeps.tuner import study_storage
+    from sweeps.searcher import load_study
 
-    study = optuna.load_study(study_name=spec.name, storage=study_storage(sweep_dir))
+    study = load_study(spec, sweep_dir)
     out = []
     plots: dict[str, Callable[[optuna.Study], Any]] = {
         "optimization_history": ovm.plot_optimization_history,
@@ -141,7 +138,7 @@ def format_table(report: SweepReport) -> str:
     sign = 1.0 if report.spec.mode == "min" else -1.0
     rows = sorted(report.rows, key=lambda r: sign * r.metric if math.isfinite(r.metric) else math.inf)
     params = sorted({k for r in rows for k in sampled_flat(r.config)})
-    head = ["trial", report.spec.metric, "epochs", "state", *params]
+    head = ["trial", report.spec.metric, "at epoch", "state", *params]
     lines = [head]
     for r in rows[:TOP_ROWS]:
         flat = sampled_flat(r.config)
@@ -156,7 +153,7 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def print_report(report: SweepReport, sweep_dir: Path) -> None:
+def print_report(report: SweepReport) -> None:
     spec = report.spec
     concurrency = max(1, spec.max_concurrent_trials)
     fraction = report.train_s / max(1e-9, report.wall_s * concurrency)
@@ -166,9 +163,7 @@ def print_report(report: SweepReport, sweep_dir: Path) -> None:
     print(format_table(report))
     if report.baseline is not None:
         print(f"baseline ({report.baseline.trial_id}): {spec.metric} = {report.baseline.metric:.4g}")
-    if report.best is None:
-        print("no trial finished with a finite objective; nothing to reuse")
-        return
-    print(f"best ({report.best.trial_id}): {spec.metric} = {report.best.metric:.4g}")
-    print(f"best config: {sweep_dir / 'best_config.yaml'}")
-    print(f"reuse it:    python sweeps/train.py {sweep_dir / 'best_config.yaml'} training/num_epochs 50")
+    if report.best is not None:
+        print(
+            f"search best ({report.best.trial_id}, at epoch {report.best.epochs}): {spec.metric} = {report.best.metric:.4g}"
+        )

@@ -49,24 +49,26 @@ from vunet_core import (
     reported_metrics,
 )
 
-__all__ = ["Distribution", "SchedulerSpec", "SpecError", "SweepSpec", "load_spec"]
+__all__ = ["ConfirmSpec", "Distribution", "SchedulerSpec", "SpecError", "SweepSpec", "load_spec"]
 
 TOP_KEYS = (
     "name", "description", "base", "fixed", "parameters", "metric", "num_samples", "max_concurrent_trials",
-    "max_epochs", "scheduler", "resources", "seed", "time_budget_s", "max_failures", "baseline",
+    "max_epochs", "scheduler", "resources", "seed", "time_budget_s", "max_failures", "baseline", "confirm",
 )  # fmt: skip
 # Sweep settings a command line may override (e.g. `resources/gpu 1` on a GPU machine).
 SPEC_OVERRIDES = (
     "name", "num_samples", "max_concurrent_trials", "max_epochs", "seed", "time_budget_s", "max_failures",
     "baseline", "metric/name", "metric/mode", "scheduler/type", "scheduler/grace_period",
-    "scheduler/reduction_factor", "resources/cpu", "resources/gpu",
+    "scheduler/reduction_factor", "resources/cpu", "resources/gpu", "confirm", "confirm/top_k",
 )  # fmt: skip
 # Config paths the sweep sets for every trial: they may not be fixed, overridden or searched.
+# (`training/seed`, the trials' weight/data-order seed, is an ordinary path: the base config's
+# unless fixed or searched; the sweep's own `seed` seeds the searcher only.)
 RESERVED = {
     "training/num_epochs": "set by max_epochs",
-    "training/seed": "set by seed",
     "training/progress": "always off in sweeps",
 }
+DEFAULT_CONFIRM_SEEDS = 3
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -83,6 +85,15 @@ class SchedulerSpec:
     type: str = "asha"
     grace_period: int = 1
     reduction_factor: float = 2.0
+
+
+@dataclass(frozen=True)
+class ConfirmSpec:
+    """The confirmation stage: the baseline and the `top_k` best search trials retrained for
+    the full `max_epochs` with each of `seeds` (fresh: not the search trials' seed)."""
+
+    top_k: int = 1
+    seeds: tuple[int, ...] = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -111,12 +122,13 @@ class SweepSpec:
     time_budget_s: float | None
     max_failures: int
     baseline: bool
+    confirm: ConfirmSpec | None = None
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     # The resolved base tree, kept so Ray workers never re-read base files (a cluster node may lack them).
     resolved_tree: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def base_tree(self) -> dict[str, Any]:
-        """Full nested config: base files <- fixed <- overrides <- constants <- epochs/seed/progress."""
+        """Full nested config: base files <- fixed <- overrides <- constants <- epochs/progress."""
         return copy.deepcopy(self.resolved_tree)
 
     def base_config(self) -> Config:
@@ -245,7 +257,7 @@ def _parse(
         rep.add(f"override {path}", "is searched in parameters and cannot be overridden; change its range there")
     epochs = _count(raw, "max_epochs", None, 1, rep)
     seed = _count(raw, "seed", 0, 0, rep, high=2**32 - 1) or 0
-    full = _full_tree(src, raw, fixed, overrides, params, epochs, seed, rep)
+    full = _full_tree(src, raw, fixed, overrides, params, epochs, rep)
     if full is not None:
         epochs = full["training"]["num_epochs"]
         check_parameters(params, full, raw.get("baseline", True) is not False, rep.add)
@@ -253,14 +265,43 @@ def _parse(
     s = _scalars(raw, epochs or 1, rep)
     if full is not None and s["gpu"] == 0 and full["training"]["device"] == "cuda":
         rep.add("resources/gpu", "is 0 but training/device is cuda; give each trial a GPU (e.g. 0.5 or 1)")
+    confirm = _confirm(raw, full, s, rep)
     if rep.problems or full is None or epochs is None:
         return None
     return SweepSpec(
         name=raw["name"], source_path=src.resolve(), source_text=text,
         base_files=[_resolve(src, b) for b in _base_list(raw.get("base"))], fixed=fixed, overrides=overrides,
         parameters=params, metric=metric, mode=mode, max_epochs=epochs, seed=seed,
-        spec_overrides=spec_overrides, resolved_tree=full, **s,
+        spec_overrides=spec_overrides, resolved_tree=full, confirm=confirm, **s,
     )  # fmt: skip
+
+
+def _confirm(raw: dict[str, Any], full: dict[str, Any] | None, s: dict[str, Any], rep: _Report) -> ConfirmSpec | None:
+    """`confirm`: absent = on with defaults when there is a baseline; false = off; true = defaults;
+    or {top_k, seeds}. The seeds must differ from the search trials' `training/seed`."""
+    value = raw.get("confirm", s["baseline"])
+    if value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        rep.add("confirm", f"got {value!r}, expected false, true or {{top_k: K, seeds: [S, ...]}}")
+        return None
+    if not s["baseline"]:
+        rep.add("confirm", "compares candidates with the baseline; set baseline: true or confirm: false")
+        return None
+    unknown_keys(value, ("top_k", "seeds"), "confirm/", "confirm key", rep.add)
+    search_seed = int(full["training"]["seed"]) if full is not None else 0
+    top_k = _count(value, "confirm/top_k", 1, 1, rep, high=max(1, s["num_samples"] - 1)) or 1
+    default_seeds = [k for k in range(DEFAULT_CONFIRM_SEEDS + 1) if k != search_seed][:DEFAULT_CONFIRM_SEEDS]
+    seeds = value.get("seeds", default_seeds)
+    ok = isinstance(seeds, list) and all(parse_number(x, True) is not None and 0 <= x < 2**32 for x in seeds)
+    if not ok or len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        rep.add("confirm/seeds", f"got {seeds!r}, expected a list of at least 2 distinct integers >= 0")
+        return None
+    if search_seed in seeds:
+        rep.add("confirm/seeds", f"{search_seed} is the search trials' training/seed; confirmation needs fresh seeds")
+    return ConfirmSpec(top_k, tuple(int(x) for x in seeds))
 
 
 def _scalars(raw: dict[str, Any], epochs: int, rep: _Report) -> dict[str, Any]:
@@ -292,9 +333,9 @@ def _scalars(raw: dict[str, Any], epochs: int, rep: _Report) -> dict[str, Any]:
 
 def _full_tree(
     src: Path, raw: dict[str, Any], fixed: dict[str, Any], overrides: dict[str, Any],
-    params: dict[str, Distribution], epochs: int | None, seed: int, rep: _Report,
+    params: dict[str, Distribution], epochs: int | None, rep: _Report,
 ) -> dict[str, Any] | None:  # fmt: skip
-    """Resolved trial base: base files <- fixed <- overrides <- constants <- epochs/seed/progress."""
+    """Resolved trial base: base files <- fixed <- overrides <- constants <- epochs/progress."""
     tree = _base_files_tree(src, raw, rep)
     for stage, prefix, layer in (("base", "", {}), ("fixed", "fixed/", fixed), ("override", "override ", overrides)):
         if tree is None:
@@ -316,7 +357,7 @@ def _full_tree(
     if bad:
         return None
     epochs = epochs or config_from_tree(tree).training.num_epochs  # default: as long as the base recipe
-    tree = apply_overrides(tree, {**consts, "training/num_epochs": epochs, "training/seed": seed})
+    tree = apply_overrides(tree, {**consts, "training/num_epochs": epochs})
     tree = apply_overrides(tree, {"training/progress": False})
     if (problem := _config_problem(tree)) is not None:
         rep.add("parameters", f"the constants together make the config invalid: {problem}")

@@ -1,8 +1,10 @@
 """A trial's configuration: the sweep's base tree with the values Optuna sampled.
 
-Ray hands a trial its sampled values as a nested dict (OptunaSearch unflattens the
-`/`-path names); the base tree is resolved once in the driver and shipped with the
-trainable, so workers on other machines never read the sweep's YAML files.
+Ray hands a trial its sampled values as a nested dict (the searchers nest the
+`/`-path names), plus one `sweep` entry that is not a config value: the trial's stage
+(`search` or `confirm`), whether it is the baseline and, in confirmation, its candidate
+and seed. The base tree is resolved once in the driver and shipped with the trainable,
+so workers on other machines never read the sweep's YAML files.
 """
 
 from __future__ import annotations
@@ -10,13 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vunet_core import Config, config_from_tree, flat_config, flatten
+from vunet_core import Config, config_from_tree, flat_config, flatten, unflatten
 from vunet_core.paths import apply_overrides
+
+META = "sweep"  # the trial config's entry about the trial itself (never a config path)
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """{`/`-path: value} -> the nested dict Tune shows and hands to the trial."""
+    return unflatten(flat)
+
+
+def trial_meta(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `sweep` entry of a trial config: stage, baseline, candidate, seed (empty if none)."""
+    meta = config.get(META)
+    return dict(meta) if isinstance(meta, Mapping) else {}
 
 
 def sampled_flat(sampled: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested or flat sampled values -> {`/`-path: value}."""
-    return flatten(sampled)
+    """Nested or flat sampled values -> {`/`-path: value}, without the `sweep` entry."""
+    return flatten({k: v for k, v in sampled.items() if k != META})
 
 
 def trial_tree(base_tree: Mapping[str, Any], sampled: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,22 +1,24 @@
 """The Optuna side of a sweep file: define-by-run suggestions (paths, steps, log ranges,
 conditions, constants), the baseline point, trial trees from nested or flat samples, and
-Ray's OptunaSearch driven directly (no cluster): the first trial is the base config,
+the sweep's searcher driven directly (no cluster): the first trial is the base config,
 conditional parameters appear only when active, and the searcher survives a checkpoint."""
 
 from __future__ import annotations
 
 import copy
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 import yaml
-from ray.tune.search.optuna import OptunaSearch
 
+from sweeps.searcher import StudySearcher, fail_running_trials, load_study
 from sweeps.space import baseline_point, define_by_run, make_sampler, parse_number, trial_config, trial_tree
 from sweeps.spec import SweepSpec, load_spec
+from sweeps.trial_config import sampled_flat, trial_meta
 from sweeps.tuner import make_searcher
 from vunet_core import ConfigError, flatten
 
@@ -56,20 +58,21 @@ def make_spec(tmp_path: Path, base: dict[str, Any] | None = None, **changes: Any
     return load_spec(path)
 
 
-def searcher(spec: SweepSpec, sweep_dir: Path) -> OptunaSearch:
+def searcher(spec: SweepSpec, sweep_dir: Path) -> StudySearcher:
     """The sweep's own searcher (sweeps.tuner), with its SQLite study in a fresh directory."""
     sweep_dir.mkdir(parents=True)
     return make_searcher(spec, sweep_dir)
 
 
-def run_searcher(s: OptunaSearch, n: int, start: int = 0) -> list[dict[str, Any]]:
+def run_searcher(s: StudySearcher, n: int, start: int = 0) -> list[dict[str, Any]]:
     """Suggest/complete n trials as Tune would (metric = a deterministic function of the sample)."""
     out = []
     for i in range(start, start + n):
         config = s.suggest(f"trial_{i}")
         assert config is not None
-        flat = flatten(config)
-        s.on_trial_complete(f"trial_{i}", {"val/transfer/l1": abs(math.log(flat["losses/KL/end_ramp_val"]))})
+        flat = sampled_flat(config)
+        value = abs(math.log(flat["losses/KL/end_ramp_val"]))
+        s.on_trial_complete(f"trial_{i}", {"val/transfer/l1": value, "training_iteration": s.max_epochs})
         out.append(config)
     return out
 
@@ -148,26 +151,45 @@ def test_trial_config_validates_sampled_values(tmp_path: Path) -> None:
 def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, base={"losses": {"KL": {"start_ramp_it": 30}}})  # off the step grid
     configs = run_searcher(searcher(spec, tmp_path / "sweep"), 12)
-    assert trial_tree(spec, configs[0]) == spec.base_tree()  # Ray passes nested values back
-    assert flatten(configs[0])["losses/KL/start_ramp_it"] == 30  # enqueued as is, not snapped to the grid
+    assert trial_meta(configs[0]) == {"stage": "search", "baseline": True, "optuna_trial": 0}
+    assert not any(trial_meta(c)["baseline"] for c in configs[1:])
+    assert trial_tree(spec, sampled_flat(configs[0])) == spec.base_tree()  # Ray passes nested values back
+    assert sampled_flat(configs[0])["losses/KL/start_ramp_it"] == 30  # enqueued as is, not snapped to the grid
     for config in configs[1:]:
-        check_sample(flatten(config))
-    values = {flatten(c)["model/appearance_input"] for c in configs[1:]}
+        check_sample(sampled_flat(config))
+    values = {sampled_flat(c)["model/appearance_input"] for c in configs[1:]}
     assert values == {"crops", "image"}
-    assert len({flatten(c)["losses/KL/end_ramp_val"] for c in configs}) == len(configs)
+    assert len({sampled_flat(c)["losses/KL/end_ramp_val"] for c in configs}) == len(configs)
 
 
-def test_optuna_search_survives_a_checkpoint(tmp_path: Path) -> None:
+def test_searcher_survives_a_checkpoint_and_continues_a_running_trial(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
     first = searcher(spec, tmp_path / "sweep")
     run_searcher(first, 4)
-    first.save(str(tmp_path / "searcher.pkl"))  # what Tune does with plain pickle on each experiment checkpoint
-    restored = OptunaSearch(space=define_by_run(spec), metric=spec.metric, mode=spec.mode)
-    restored.restore(str(tmp_path / "searcher.pkl"))
-    study = restored._ot_study
-    assert study is not None and len(study.trials) == 4  # finished trials are kept, not run again
-    for config in run_searcher(restored, 3, start=4):
-        check_sample(flatten(config))
+    running = first.suggest("trial_4")
+    assert running is not None
+    first.on_trial_result("trial_4", {"val/transfer/l1": 0.5, "training_iteration": 1})
+    first.save(str(tmp_path / "searcher.json"))  # what Tune does on each experiment checkpoint
+    # The driver dies; the next one (pickled searcher from Tune's state + the saved state) goes on.
+    restored = pickle.loads(pickle.dumps(first))
+    restored.restore(str(tmp_path / "searcher.json"))
+    assert fail_running_trials(spec, tmp_path / "sweep") == 1  # what --resume does first
+    restored.on_trial_result("trial_4", {"val/transfer/l1": 0.4, "training_iteration": 2})
+    restored.on_trial_complete("trial_4", {"val/transfer/l1": 0.4, "training_iteration": spec.max_epochs})
+    study = load_study(spec, tmp_path / "sweep")
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 4 + [
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.COMPLETE,
+    ]
+    continued = study.trials[5]
+    assert continued.params == study.trials[4].params
+    assert {**continued.params, "losses/KL/ramp_shape": "linear"} == sampled_flat(running)
+    assert continued.user_attrs["resumed_from_trial"] == 4
+    assert continued.intermediate_values == {1: 0.5, 2: 0.4}  # the curve so far carries over
+    for config in run_searcher(restored, 3, start=5):  # finished trials are kept, not run again
+        check_sample(sampled_flat(config))
+    assert len(load_study(spec, tmp_path / "sweep").trials) == 9
 
 
 def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
@@ -176,7 +198,7 @@ def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
     def sequence(seed: int) -> list[Any]:
         spec = make_spec(tmp_path, seed=seed)
         sweep_dir = tmp_path / f"sweep{next(runs)}"
-        return [flatten(c)["losses/KL/end_ramp_val"] for c in run_searcher(searcher(spec, sweep_dir), 6)]
+        return [sampled_flat(c)["losses/KL/end_ramp_val"] for c in run_searcher(searcher(spec, sweep_dir), 6)]
 
     assert sequence(3) == sequence(3)
     assert sequence(3)[1:] != sequence(4)[1:]  # the baseline is the same, the samples differ

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from sweeps.space import baseline_point
-from sweeps.spec import Distribution, SpecError, SweepSpec, load_spec
+from sweeps.spec import ConfirmSpec, Distribution, SpecError, SweepSpec, load_spec
 from vunet_core import config_from_tree, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -537,7 +537,9 @@ def test_a_cycle_of_conditions_is_reported(tmp_path: Path) -> None:
     [
         ({"losses/KL/end_ramp_val": 0.5}, "override losses/KL/end_ramp_val: is searched in parameters and cannot"),
         ({"losses/KL/end_ramp_vall": 0.5}, "did you mean losses/KL/end_ramp_val?"),
-        ({"training/seed": 3}, "override training/seed: set by seed"),
+        ({"training/num_epochs": 3}, "override training/num_epochs: set by max_epochs"),
+        ({"confirm": 3}, "confirm: got 3, expected false, true or {top_k: K, seeds: [S, ...]}"),
+        ({"confirm/top_k": 4}, "confirm/top_k: got 4, expected an integer from 1 to 3"),
         ({"parameters/x": 1}, "cannot be set from the command line"),
         ({"model/spatial_size": 48}, "override model/spatial_size: got 48, expected a power of 2"),
         ({"model/box_factor": 9}, "override model/box_factor: got 9, the appearance encoder needs >= 2 scales"),
@@ -547,6 +549,45 @@ def test_a_cycle_of_conditions_is_reported(tmp_path: Path) -> None:
 def test_bad_overrides(tmp_path: Path, overrides: dict[str, Any], message: str) -> None:
     lines = problems(tmp_path, VALID, overrides)
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_confirmation_is_on_by_default_with_fresh_seeds(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, VALID))
+    assert spec.confirm == ConfirmSpec(top_k=1, seeds=(1, 2, 3))
+    # The trials' seed is an ordinary config path; the default confirmation seeds avoid it.
+    seeded = load_spec(write(tmp_path, variant(**{"fixed/training/seed": 2})))
+    assert seeded.base_tree()["training"]["seed"] == 2 and seeded.confirm == ConfirmSpec(1, (0, 1, 3))
+    assert load_spec(write(tmp_path, VALID), {"confirm": False}).confirm is None
+    custom = load_spec(write(tmp_path, variant(confirm={"top_k": 2, "seeds": [7, 8]})))
+    assert custom.confirm == ConfirmSpec(2, (7, 8))
+    assert load_spec(write(tmp_path, variant(baseline=False))).confirm is None  # nothing to confirm against
+
+
+@pytest.mark.parametrize(
+    ("confirm", "message"),
+    [
+        ({"seeds": [0, 1]}, "confirm/seeds: 0 is the search trials' training/seed; confirmation needs fresh seeds"),
+        ({"seeds": [3]}, "confirm/seeds: got [3], expected a list of at least 2 distinct integers >= 0"),
+        ({"seeds": [3, 3]}, "expected a list of at least 2 distinct integers"),
+        ({"seeds": [1, -2]}, "expected a list of at least 2 distinct integers"),
+        ({"top_k": 0}, "confirm/top_k: got 0, expected an integer from 1 to 3"),
+        ({"topk": 1}, "confirm/topk: unknown confirm key"),
+    ],
+)
+def test_bad_confirm_sections(tmp_path: Path, confirm: dict[str, Any], message: str) -> None:
+    lines = problems(tmp_path, variant(confirm=confirm))
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_confirm_needs_a_baseline(tmp_path: Path) -> None:
+    lines = problems(tmp_path, variant(baseline=False, confirm={"top_k": 1}))
+    assert len(lines) == 1 and "confirm: compares candidates with the baseline; set baseline: true" in lines[0]
+
+
+def test_training_seed_can_be_searched_as_a_repeat_dimension(tmp_path: Path) -> None:
+    data = variant(**{"parameters/training/seed": {"values": [0, 1, 2]}}, baseline=False)
+    spec = load_spec(write(tmp_path, data))
+    assert spec.parameters["training/seed"] == Distribution("categorical", values=(0, 1, 2))
 
 
 def test_baseline_false_allows_unrepresentable_base_values(tmp_path: Path) -> None:

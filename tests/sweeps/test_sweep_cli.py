@@ -7,6 +7,7 @@ params, per-epoch metrics, image series, eval outputs, final states).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -70,18 +71,44 @@ def test_smoke_sweep_completes_with_baseline_and_best_config(smoke: tuple[Path, 
     assert (sweep_dir / "optuna.db").is_file() and (sweep_dir / "optimization_history.png").is_file()
     trial_dirs = [d for d in (sweep_dir / "tune").iterdir() if d.is_dir()]
     assert len(trial_dirs) == 2 and all(len(list(d.glob("checkpoint_*"))) == 1 for d in trial_dirs)
+    confirm_dirs = [d for d in (sweep_dir / "confirm").iterdir() if d.is_dir()]
+    assert len(confirm_dirs) == 4 and all(len(list(d.glob("checkpoint_*"))) == 1 for d in confirm_dirs)
+    # Confirmation: the baseline and the best sampled trial, 2 fresh seeds each, and a verdict.
+    with open(sweep_dir / "confirm.csv") as fh:
+        confirmed = list(csv.DictReader(fh))
+    assert [r["candidate"] for r in confirmed] == ["baseline", "trial 2"]
+    assert all(float(r["seed_1"]) > 0 and float(r["seed_2"]) > 0 for r in confirmed)
+    assert confirmed[1]["verdict"] in ("better", "no detectable difference", "worse")
+    assert (sweep_dir / "confirm.png").stat().st_size > 10_000
+    record = json.loads((sweep_dir / "best_trial.json").read_text())
+    winner = next(r for r in confirmed if r["candidate"] == record["confirmation"]["candidate"])
+    assert record["trial_id"] == winner["search_trial_id"]
+    with open(sweep_dir / "results.csv") as fh:
+        searched = {r["trial_id"]: r for r in csv.DictReader(fh)}
+    assert cfg.losses.KL.end_ramp_val == pytest.approx(float(searched[record["trial_id"]]["losses/KL/end_ramp_val"]))
+    assert "\nconfirmation: 2 configs x 2 fresh seeds" in out.stdout and "best_config.yaml is" in out.stdout
     assert not list(sweep_dir.rglob("work"))  # trials keep their work files outside the sweep dir
 
 
 def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     cwd, _ = smoke
     client = client_for(cwd)
-    parent, kids = children(client, "smoke")
+    parent, runs = children(client, "smoke")
+    kids = [k for k in runs if k.data.tags["stage"] == "search"]
     assert len(kids) == 2
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_config.yaml", "results.csv", "search_space.yaml", "base_config.yaml"} <= parent_files
+    assert {"confirm.csv", "confirm.png"} <= parent_files
     assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"]
     assert sum(k.data.tags["baseline"] == "true" for k in kids) == 1
+    confirms = [k for k in runs if k.data.tags["stage"] == "confirm"]
+    assert sorted((k.data.tags["candidate"], k.data.tags["seed"]) for k in confirms) == [
+        ("baseline", "1"), ("baseline", "2"), ("trial 2", "1"), ("trial 2", "2"),
+    ]  # fmt: skip
+    assert all(k.info.status == "FINISHED" and k.data.params["training/seed"] == k.data.tags["seed"] for k in confirms)
+    metrics = parent.data.metrics
+    assert metrics["confirm/delta_ci_low"] <= metrics["confirm/delta"] <= metrics["confirm/delta_ci_high"]
+    assert {"confirm/best_mean", "confirm/baseline_mean"} <= set(metrics)
     for kid in kids:
         run_id = kid.info.run_id
         assert kid.info.status == "FINISHED" and kid.data.tags["trial_state"] == "completed"

@@ -54,7 +54,7 @@ def two_node_cluster() -> Iterator[tuple[str, dict[str, str]]]:
 
 def test_smoke_sweep_on_two_node_cluster(two_node_cluster: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     address, auth = two_node_cluster
-    out = run_cli([str(SMOKE), "--address", address], tmp_path, **auth)
+    out = run_cli([str(SMOKE), "confirm", "false", "--address", address], tmp_path, **auth)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert f"Connecting to existing Ray cluster at address: {address}" in out.stdout + out.stderr
     with open(tmp_path / "sweeps_out" / "smoke" / "results.csv") as fh:

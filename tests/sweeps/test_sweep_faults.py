@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import threading
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import yaml
 
@@ -19,8 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 def write_spec(path: Path, name: str, **changes: Any) -> Path:
+    """The smoke sweep under another name, without confirmation unless `confirm` is given."""
     spec = yaml.safe_load(SMOKE.read_text())
     spec["name"] = name
+    spec["confirm"] = False
     spec.update(changes)
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -59,10 +63,36 @@ def test_diverged_crashed_and_early_stopped_trials_do_not_stop_the_sweep(tmp_pat
     }
     diverged = next(k for k in kids if k.data.tags["trial_state"] == "diverged")
     assert "at step" in diverged.data.tags["diverged_at"]
+    # Optuna hears the truth: completed, stopped early (PRUNED at its last epoch), diverged, crashed.
+    study = optuna.load_study(
+        study_name="faults", storage=f"sqlite:///{tmp_path / 'sweeps_out' / 'faults' / 'optuna.db'}"
+    )
+    by_state = {r["trial_id"]: r for r in rows}
+    State = optuna.trial.TrialState
+    expected = {
+        "completed": State.COMPLETE,
+        "early_stopped": State.PRUNED,
+        "diverged": State.FAIL,
+        "crashed": State.FAIL,
+    }
+    assert len(study.trials) == 6
+    for t in study.trials:
+        r = by_state[t.user_attrs["tune_trial_id"]]
+        assert t.state == expected[r["state"]] and t.user_attrs["trial_state"] == r["state"]
+        if r["state"] in ("completed", "early_stopped"):  # one intermediate value per reported epoch
+            assert sorted(t.intermediate_values) == list(range(1, int(r["epochs"]) + 1))
+            assert t.value == pytest.approx(float(r["val/transfer/l1"]))
+    assert any(t.state == State.PRUNED for t in study.trials)
 
 
-def test_interrupted_sweep_resumes_without_rerunning_trials(tmp_path: Path) -> None:
-    spec = write_spec(tmp_path / "resume.yaml", "resume", num_samples=3, max_concurrent_trials=1)
+def test_sweep_interrupted_in_confirmation_resumes_without_rerunning_trials(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path / "resume.yaml",
+        "resume",
+        num_samples=3,
+        max_concurrent_trials=1,
+        confirm={"top_k": 1, "seeds": [1, 2]},
+    )
     proc = subprocess.Popen(
         [*RUN, str(spec)], cwd=tmp_path, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -71,8 +101,8 @@ def test_interrupted_sweep_resumes_without_rerunning_trials(tmp_path: Path) -> N
     reader.start()
     try:
         deadline = time.time() + 300
-        # The driver prints "trial N (<id>) completed after E epochs: ..." when a trial finishes.
-        while not any(") completed after" in line for line in lines):
+        # "confirm baseline seed 1 (<id>) completed after 2 epochs: ..." when a confirmation trial ends.
+        while not any(line.startswith("confirm ") and ") completed after" in line for line in lines):
             assert proc.poll() is None and time.time() < deadline, "".join(lines)[-3000:]
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
@@ -84,20 +114,33 @@ def test_interrupted_sweep_resumes_without_rerunning_trials(tmp_path: Path) -> N
     output = "".join(lines)
     assert proc.returncode == 130, output[-3000:]
     assert "--resume" in output
-    client = client_for(tmp_path)
-    parent, kids = children(client, "resume")
+    sweep_dir = tmp_path / "sweeps_out" / "resume"
+    assert not (sweep_dir / "best_config.yaml").exists() and not (sweep_dir / "confirm.csv").exists()
+    parent, kids = children(client_for(tmp_path), "resume")
     assert parent.info.status == "KILLED" and not [k for k in kids if k.info.status == "RUNNING"]
+    done_before = {k.data.tags["ray_trial_id"] for k in kids if k.info.status == "FINISHED"}
 
     out = run_cli([str(spec), "--resume"], tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    with open(tmp_path / "sweeps_out" / "resume" / "results.csv") as fh:
+    with open(sweep_dir / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 3 and len({r["trial_id"] for r in rows}) == 3
-    assert all(r["state"] == "completed" and r["epochs"] == "2" for r in rows)
-    parent, kids = children(client_for(tmp_path), "resume")
-    assert parent.info.status == "FINISHED"
-    assert sorted(k.data.tags["ray_trial_id"] for k in kids) == sorted(r["trial_id"] for r in rows)
+    assert len(rows) == 3 and all(r["state"] == "completed" and r["epochs"] == "2" for r in rows)
+    with open(sweep_dir / "confirm.csv") as fh:
+        confirmed = list(csv.DictReader(fh))
+    assert [r["candidate"] for r in confirmed][0] == "baseline" and len(confirmed) == 2
+    assert all(r["seed_1"] and r["seed_2"] for r in confirmed)
+    client = client_for(tmp_path)
+    parent, kids = children(client, "resume")
+    assert parent.info.status == "FINISHED" and "confirm/baseline_mean" in parent.data.metrics
+    stages = [k.data.tags["stage"] for k in kids]
+    assert stages.count("search") == 3 and stages.count("confirm") == 4  # each trial ran once
     assert all(k.info.status == "FINISHED" for k in kids)
     for kid in kids:  # one metric point per epoch, no duplicates from the restart
-        steps = [m.step for m in client_for(tmp_path).get_metric_history(kid.info.run_id, "val/transfer/l1")]
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "val/transfer/l1")]
         assert sorted(steps) == [1, 2]
+    started_again = [line for line in out.stdout.splitlines() if line.endswith(" started")]
+    assert not [line for line in started_again if any(f"({t})" in line for t in done_before)]
+    # The answer is the confirmed winner's config (here the baseline unless a candidate was better).
+    record = json.loads((sweep_dir / "best_trial.json").read_text())
+    winner = next(r for r in confirmed if r["candidate"] == record["confirmation"]["candidate"])
+    assert record["trial_id"] == winner["search_trial_id"]

@@ -11,7 +11,7 @@ from sweeps.tuner import BaselineKeepingASHA
 
 def test_baseline_is_never_stopped_early_but_judges_others() -> None:
     asha = BaselineKeepingASHA(metric="loss", mode="min", max_t=4, grace_period=1, reduction_factor=2)
-    trials = [SimpleNamespace(trial_id=f"t{i}", experiment_tag=f"{i}_x=1") for i in (1, 2, 3)]
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={"sweep": {"baseline": i == 1}}) for i in (1, 2, 3)]
     for trial in trials:
         asha.on_trial_add(None, trial)
     good = asha.on_trial_result(None, trials[1], {"training_iteration": 1, "loss": 0.1})

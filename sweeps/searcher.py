@@ -1,0 +1,217 @@
+"""Tune searchers: Optuna over ask/tell for the search stage, a fixed list for confirmation.
+
+:class:`StudySearcher` is a thin :class:`ray.tune.search.Searcher` over Optuna's public
+ask/tell API and the sweep's SQLite study (`<sweep dir>/optuna.db`), so the study tells
+the truth about every trial (what Ray's stock OptunaSearch does not):
+
+- every epoch's objective is an intermediate value (`trial.report(value, epoch)`);
+- a trial that ran all `max_epochs` is COMPLETE with its last value;
+- one the scheduler stopped early (or the time budget ended) is PRUNED; Optuna keeps
+  its last intermediate value, and TPE ranks it below the completed ones;
+- a diverged trial is FAIL with `diverged_step`/`diverged_term`, a crashed one FAIL;
+- the baseline point (the base config's values) is enqueued first and marked in the
+  trial config's `sweep` entry (never when `baseline: false`).
+
+Define-by-run (:class:`sweeps.space.SpaceFunction`) and conditional parameters work
+as before. Optuna trials cannot be reopened: a sweep resumed after an interrupt or a
+kill ends the study's RUNNING trials as FAIL (:func:`fail_running_trials`), and a
+Tune trial that continues gets a new Optuna trial with the same parameters and the
+intermediate values so far (`resumed_from_trial` user attribute).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from ray.tune.search import Searcher
+
+from sweeps.space import baseline_point, define_by_run, make_sampler
+from sweeps.spec import SweepSpec
+from sweeps.trial_config import META, nest
+
+STUDY_FILE = "optuna.db"
+TrialState = optuna.trial.TrialState
+
+
+def study_storage(sweep_dir: Path) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}")
+
+
+def load_study(spec: SweepSpec, sweep_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name=spec.name, storage=study_storage(sweep_dir))
+
+
+def fail_running_trials(spec: SweepSpec, sweep_dir: Path) -> int:
+    """End the study's RUNNING trials as FAIL (interrupted or killed sweep); returns how many."""
+    if not (sweep_dir / STUDY_FILE).is_file():
+        return 0
+    try:
+        study = load_study(spec, sweep_dir)
+    except KeyError:  # the file exists but the study was never created
+        return 0
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in running:
+        study.tell(t.number, state=TrialState.FAIL)
+    if running:
+        earlier = list(study.user_attrs.get("interrupted_trials", []))
+        study.set_user_attr("interrupted_trials", earlier + [t.number for t in running])
+    return len(running)
+
+
+class StudySearcher(Searcher):
+    """Optuna ask/tell behind Tune's Searcher interface (see the module docstring)."""
+
+    def __init__(self, spec: SweepSpec, sweep_dir: Path) -> None:
+        super().__init__(metric=spec.metric, mode=spec.mode)
+        self.study_name = spec.name
+        self.storage_url = f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
+        self.direction: Literal["minimize", "maximize"] = "minimize" if spec.mode == "min" else "maximize"
+        self.sampler = make_sampler(spec)
+        self.space = define_by_run(spec)
+        self.max_epochs = spec.max_epochs
+        self.points = [baseline_point(spec)] if spec.baseline and baseline_point(spec) else []
+        self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self.finished: set[str] = set()
+        self._study: optuna.Study | None = None
+        self._live: dict[str, optuna.Trial] = {}  # this process's open Optuna trials
+        self._steps: dict[str, set[int]] = {}  # epochs reported to each open trial
+
+    # ----------------------------------------------------------------- state
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_study"], state["_live"], state["_steps"] = (
+            None,
+            {},
+            {},
+        )  # a database connection and its trials stay here
+        return state
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(
+            json.dumps({"points": self.points, "numbers": self.numbers, "finished": sorted(self.finished)})
+        )
+
+    def restore(self, checkpoint_path: str) -> None:
+        state = json.loads(Path(checkpoint_path).read_text())
+        self.points, self.numbers, self.finished = state["points"], state["numbers"], set(state["finished"])
+        self._live, self._steps = {}, {}
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            storage = optuna.storages.RDBStorage(self.storage_url)
+            self._study = optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                sampler=self.sampler,
+                direction=self.direction,
+                load_if_exists=True,
+            )
+        return self._study
+
+    # ----------------------------------------------------------------- Tune calls
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        baseline = bool(self.points)
+        if baseline:
+            self.study.enqueue_trial(self.points.pop(0), user_attrs={"baseline": True})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an enqueued base value off the search grid is run as is
+            trial = self.study.ask()
+            constants = self.space(trial) or {}
+        trial.set_user_attr("tune_trial_id", trial_id)
+        self.numbers[trial_id] = trial.number
+        self._live[trial_id], self._steps[trial_id] = trial, set()
+        config = nest({**trial.params, **constants})
+        config[META] = {"stage": "search", "baseline": baseline, "optuna_trial": trial.number}
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        trial = self._open(trial_id)
+        value, step = result.get(self.metric), result.get("training_iteration")
+        if trial is None or not _finite(value) or not isinstance(step, int):
+            return
+        if step not in self._steps[trial_id]:
+            trial.report(float(value), step)  # type: ignore[arg-type]
+            self._steps[trial_id].add(step)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        trial = self._open(trial_id)
+        if trial is None:
+            return
+        result = result or {}
+        value = result.get(self.metric)
+        epochs = int(result.get("training_iteration", 0) or 0)
+        trial.set_user_attr("epochs", epochs)
+        # Tune hands a trial's last result (the one its scheduler stopped it on) only to this call.
+        self.on_trial_result(trial_id, result)
+        if error:
+            trial.set_user_attr("trial_state", "crashed")
+            self.study.tell(trial, state=TrialState.FAIL)
+        elif result.get("trial_state") == "diverged":
+            trial.set_user_attr("trial_state", "diverged")
+            trial.set_user_attr("diverged_step", result.get("diverged_step"))
+            trial.set_user_attr("diverged_term", result.get("diverged_term"))
+            self.study.tell(trial, state=TrialState.FAIL)
+        elif epochs < self.max_epochs or not _finite(value):
+            trial.set_user_attr("trial_state", "early_stopped")
+            self.study.tell(trial, state=TrialState.PRUNED)  # Optuna keeps the last intermediate value
+        else:
+            trial.set_user_attr("trial_state", "completed")
+            self.study.tell(trial, float(value))  # type: ignore[arg-type]
+        self.finished.add(trial_id)
+        self._live.pop(trial_id, None)
+        self._steps.pop(trial_id, None)
+
+    def _open(self, trial_id: str) -> optuna.Trial | None:
+        """The open Optuna trial of a Tune trial; a new one with the same values when the
+        sweep was resumed (the old one was ended as FAIL). None once the trial finished."""
+        if trial_id in self.finished or trial_id not in self.numbers:
+            return None
+        if trial_id in self._live:
+            return self._live[trial_id]
+        old = self.study.trials[self.numbers[trial_id]]
+        if not old.state.is_finished():  # left RUNNING by a driver that died: it cannot be continued
+            self.study.tell(old.number, state=TrialState.FAIL)
+        user_attrs = {**old.user_attrs, "resumed_from_trial": old.number}
+        self.study.enqueue_trial(old.params, user_attrs=user_attrs)
+        trial = self.study.ask(fixed_distributions=old.distributions)
+        for step, value in sorted(old.intermediate_values.items()):
+            trial.report(value, step)
+        self.numbers[trial_id] = trial.number
+        self._live[trial_id], self._steps[trial_id] = trial, set(old.intermediate_values)
+        return trial
+
+
+class FixedPoints(Searcher):
+    """Suggests a fixed list of trial configs, in order (the confirmation stage)."""
+
+    def __init__(self, configs: list[dict[str, Any]], metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.configs = list(configs)
+        self.next = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.next >= len(self.configs):
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's "no more trials" marker
+        self.next += 1
+        return self.configs[self.next - 1]
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"next": self.next}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.next = int(json.loads(Path(checkpoint_path).read_text())["next"])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
