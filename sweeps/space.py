@@ -312,12 +312,15 @@ def trial_config(spec: SweepSpec, sampled: Mapping[str, Any]) -> Config:
     return config_from_tree(trial_tree(spec, sampled))
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.TPESampler:
-    """TPE seeded from the spec. Random start-up trials scale with the budget (Optuna's
-    default 10 would make a short sweep pure random search); grouped multivariate TPE when
-    the space is conditional (Optuna's advice for define-by-run spaces)."""
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    """TPE seeded from the spec (`sampler: random`: Optuna's random search, same seed). TPE's
+    random start-up trials scale with the budget (Optuna's default 10 would make a short
+    sweep pure random search); grouped multivariate TPE when the space is conditional
+    (Optuna's advice for define-by-run spaces)."""
     import optuna
 
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
     grouped = any(d.when for d in spec.parameters.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

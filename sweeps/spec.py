@@ -54,12 +54,14 @@ __all__ = ["ConfirmSpec", "Distribution", "SchedulerSpec", "SpecError", "SweepSp
 TOP_KEYS = (
     "name", "description", "base", "fixed", "parameters", "metric", "num_samples", "max_concurrent_trials",
     "max_epochs", "scheduler", "resources", "seed", "time_budget_s", "max_failures", "baseline", "confirm",
+    "sampler",
 )  # fmt: skip
 # Sweep settings a command line may override (e.g. `resources/gpu 1` on a GPU machine).
 SPEC_OVERRIDES = (
     "name", "num_samples", "max_concurrent_trials", "max_epochs", "seed", "time_budget_s", "max_failures",
     "baseline", "metric/name", "metric/mode", "scheduler/type", "scheduler/grace_period",
     "scheduler/reduction_factor", "resources/cpu", "resources/gpu", "confirm", "confirm/top_k",
+    "sampler",
 )  # fmt: skip
 # Config paths the sweep sets for every trial: they may not be fixed, overridden or searched.
 # (`training/seed`, the trials' weight/data-order seed, is an ordinary path: the base config's
@@ -69,6 +71,7 @@ RESERVED = {
     "training/progress": "always off in sweeps",
 }
 DEFAULT_CONFIRM_SEEDS = 3
+SAMPLERS = ("tpe", "random")  # Optuna's TPE (the default) or random search (a reference)
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -122,6 +125,7 @@ class SweepSpec:
     time_budget_s: float | None
     max_failures: int
     baseline: bool
+    sampler: str = "tpe"
     confirm: ConfirmSpec | None = None
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     # The resolved base tree, kept so Ray workers never re-read base files (a cluster node may lack them).
@@ -313,6 +317,8 @@ def _scalars(raw: dict[str, Any], epochs: int, rep: _Report) -> dict[str, Any]:
         rep.add("description", "expected text")
     if not isinstance(raw.get("baseline", True), bool):
         rep.add("baseline", f"got {raw['baseline']!r}, expected true or false")
+    if raw.get("sampler", "tpe") not in SAMPLERS:
+        rep.add("sampler", f"got {raw['sampler']!r}, expected one of {', '.join(SAMPLERS)}")
     budget = raw.get("time_budget_s")
     if budget is not None and (parse_number(budget, False) is None or budget <= 0):
         rep.add("time_budget_s", f"got {budget!r}, expected seconds > 0 or null")
@@ -328,6 +334,7 @@ def _scalars(raw: dict[str, Any], epochs: int, rep: _Report) -> dict[str, Any]:
         "gpu": _resource(res, "gpu", 0.0, rep),
         "time_budget_s": None if budget is None else float(budget),
         "baseline": raw.get("baseline", True) is not False,
+        "sampler": str(raw.get("sampler", "tpe")),
     }
 
 

@@ -202,6 +202,7 @@ def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
 
     assert sequence(3) == sequence(3)
     assert sequence(3)[1:] != sequence(4)[1:]  # the baseline is the same, the samples differ
+    assert isinstance(make_sampler(make_spec(tmp_path, sampler="random")), optuna.samplers.RandomSampler)
 
 
 @pytest.mark.parametrize(

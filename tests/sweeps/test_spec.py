@@ -539,6 +539,7 @@ def test_a_cycle_of_conditions_is_reported(tmp_path: Path) -> None:
         ({"losses/KL/end_ramp_vall": 0.5}, "did you mean losses/KL/end_ramp_val?"),
         ({"training/num_epochs": 3}, "override training/num_epochs: set by max_epochs"),
         ({"confirm": 3}, "confirm: got 3, expected false, true or {top_k: K, seeds: [S, ...]}"),
+        ({"sampler": "grid"}, "sampler: got 'grid', expected one of tpe, random"),
         ({"confirm/top_k": 4}, "confirm/top_k: got 4, expected an integer from 1 to 3"),
         ({"parameters/x": 1}, "cannot be set from the command line"),
         ({"model/spatial_size": 48}, "override model/spatial_size: got 48, expected a power of 2"),
