@@ -27,6 +27,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from vunet_core import one_line
+
 TRIAL_ID_TAG = "ray_trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 STATE_TAG = "trial_state"
@@ -77,6 +79,7 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
     MLflow's own client does; messages never show the password.
     """
     if not uri.startswith(("http://", "https://")):
+        _check_local_store(uri)
         return
     try:
         resp = requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
@@ -88,6 +91,25 @@ def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
     if resp.status_code >= 400:
         hint = "; check the user and password" if resp.status_code in (401, 403) else ""
         raise TrackingError(f"MLflow tracking server {redact(uri)} answered {resp.status_code}{hint}")
+
+
+def _check_local_store(uri: str) -> None:
+    """A store MLflow cannot open (a missing directory for the SQLite file, MLflow 3's retired
+    file store, an unknown scheme) is one line here, not a traceback once the sweep started."""
+    db = sqlite_path(uri)
+    if db is not None:
+        if not db.parent.is_dir():
+            raise TrackingError(f"MLflow store {uri}: directory {db.parent} does not exist; create it or fix the URI")
+        return
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        first = str(exc.message).strip().split(". ")[0]
+        raise TrackingError(
+            f"MLflow store {redact(uri)}: {first}; set MLFLOW_TRACKING_URI to e.g. sqlite:///mlflow.db"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. a database driver that is not installed
+        raise TrackingError(f"MLflow store {redact(uri)} cannot be opened ({one_line(str(exc))})") from None
 
 
 def sqlite_path(uri: str) -> Path | None:

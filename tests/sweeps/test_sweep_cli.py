@@ -172,6 +172,22 @@ def test_unreachable_tracking_server_stops_before_ray(tmp_path: Path) -> None:
     assert "Ray" not in out.stdout and not (tmp_path / "sweeps_out").exists()
 
 
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("file:///{tmp}/mlruns", "The filesystem tracking backend (e.g., './mlruns') is in maintenance mode"),
+        ("sqlite:///{tmp}/no/such/dir/mlflow.db", "/no/such/dir does not exist; create it or fix the URI"),
+        ("foo://bar", "unsupported URI 'foo://bar'"),
+    ],
+)
+def test_a_store_mlflow_cannot_open_is_one_line_before_ray(tmp_path: Path, uri: str, message: str) -> None:
+    out = run_cli([str(SMOKE)], tmp_path, timeout=120, MLFLOW_TRACKING_URI=uri.format(tmp=tmp_path))
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: MLflow store ") and message in lines[0], lines
+    assert "Ray" not in out.stdout and not (tmp_path / "sweeps_out").exists()
+
+
 def test_dry_run_times_sampled_configs_and_writes_nothing_but_data(tmp_path: Path) -> None:
     out = run_cli([str(SMOKE), "--dry-run"], tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
