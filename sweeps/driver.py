@@ -368,4 +368,6 @@ def _close_finished(
         print("no trial finished with a finite objective; nothing to reuse")
         return
     print(f"best config: {sweep_dir / 'best_config.yaml'}")
-    print(f"reuse it:    python sweeps/train.py {sweep_dir / 'best_config.yaml'} training/num_epochs 50")
+    print(
+        f"reuse it:    python sweeps/train.py {sweep_dir / 'best_config.yaml'} training/num_epochs {10 * spec.max_epochs}"
+    )

@@ -218,7 +218,7 @@ def _kind_problem(path: str, dist: Distribution) -> str | None:
     if dist.kind in ("uniform", "log_uniform") and leaf is not float:
         fix = "int_uniform or int_log_uniform" if leaf is int else "values: [...]"
         return f"{dist.kind} samples numbers but {path} takes {words[leaf]}; use {fix}"
-    if dist.kind.startswith("int") and leaf is not int:
+    if dist.kind.startswith("int") and leaf is not int and not is_schedule_point(path):
         # Optuna would round a non-integral base value in the baseline trial.
         return f"{dist.kind} samples integers but {path} takes {words[leaf]}; use uniform with a step, or values"
     if dist.kind == "categorical" and leaf is list:
@@ -330,6 +330,11 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 
 
 # --------------------------------------------------------------------------- small helpers (also used by spec.py)
+
+
+def is_schedule_point(path: str) -> bool:
+    """A step-schedule point: a fraction or (training/schedule_units steps) an integer step."""
+    return path.rsplit("/", 1)[-1] in ("start_ramp_it", "end_ramp_it", "lr_decay_begin", "lr_decay_end")
 
 
 def leaf_type(path: str) -> type:

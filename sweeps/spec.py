@@ -267,6 +267,10 @@ def _parse(
         check_parameters(params, full, raw.get("baseline", True) is not False, rep.add)
     metric, mode = _metric(raw.get("metric"), full, rep)
     s = _scalars(raw, epochs or 1, rep)
+    if full is not None and full["training"]["num_threads"] == 0:
+        # A trial computes with as many torch threads as CPUs it holds (Ray sets OMP_NUM_THREADS
+        # so); written into its config, best_config.yaml reproduces the trial's numerics.
+        full["training"]["num_threads"] = max(1, int(s["cpu"]))
     if full is not None and s["gpu"] == 0 and full["training"]["device"] == "cuda":
         rep.add("resources/gpu", "is 0 but training/device is cuda; give each trial a GPU (e.g. 0.5 or 1)")
     confirm = _confirm(raw, full, s, rep)

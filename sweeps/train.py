@@ -43,6 +43,8 @@ from vunet_core import (  # noqa: E402
     parse_overrides,
     render_config,
     resolve_config,
+    schedule_mapping,
+    total_steps,
 )
 
 
@@ -78,7 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, PathsError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for line in reuse_notes(resolve_config([args.config], {}), cfg, source_record(Path(args.config))):
+        print(line, flush=True)
     return train_tracked(cfg, Path(args.config), Path(args.runs_dir), uri, args.experiment)
+
+
+def reuse_notes(source: Config, cfg: Config, record: dict[str, Any]) -> list[str]:
+    """What the reuse keeps from the config file: threads and seed, and the schedules at the new length."""
+    t = cfg.training
+    where = f"trial {record['trial_id']}" if record.get("trial_id") else "the config file"
+    threads = f"{t.num_threads} torch threads" if t.num_threads else "every core (training/num_threads 0)"
+    lines = [
+        f"reproducing {where}: {threads} and training/seed {t.seed} "
+        "(set training/num_threads N or training/seed N to change them)"
+    ]
+    if source.training.steps_per_epoch and t.steps_per_epoch:  # lengths known without reading the data
+        before, after = total_steps(source, 0), total_steps(cfg, 0)
+        if before != after:
+            lines += [f"schedule {m}" for m in schedule_mapping(source, before, cfg, after)]
+    return lines
 
 
 def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, experiment: str | None) -> int:

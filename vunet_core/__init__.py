@@ -31,6 +31,7 @@ from vunet_core.paths import (
     read_yaml_text,
     unflatten,
 )
+from vunet_core.schedules import describe_schedules, in_steps, schedule_mapping, total_steps
 from vunet_core.training import DivergedError, EpochResult, train_epochs
 
 __all__ = [
@@ -61,4 +62,8 @@ __all__ = [
     "merge_yaml_files",
     "metric_directions",
     "reported_metrics",
+    "describe_schedules",
+    "in_steps",
+    "schedule_mapping",
+    "total_steps",
 ]

@@ -80,8 +80,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def checkpoint_config(payload: dict[str, Any]) -> Config:
-    """The resolved config stored in a checkpoint."""
-    return config_from_tree(yaml.safe_load(payload["config_yaml"]))
+    """The resolved config stored in a checkpoint.
+
+    Checkpoints written before `training/schedule_units` existed hold absolute steps.
+    """
+    tree = yaml.safe_load(payload["config_yaml"])
+    tree.setdefault("training", {}).setdefault("schedule_units", "steps")
+    return config_from_tree(tree)
 
 
 def check_same_architecture(cfg: Config, saved: Config, source: Path) -> None:

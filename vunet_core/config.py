@@ -49,6 +49,16 @@ def _f(default: Any, doc: str, **limits: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+def _schedule(default: float | None, doc: str) -> Any:
+    """A point of a step schedule: a fraction of the run's steps or a step (`training/schedule_units`)."""
+    return _f(
+        default,
+        f"{doc}: fraction of the run's steps, or a step with training/schedule_units steps",
+        min=0,
+        schedule=True,
+    )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     spatial_size: int = _f(64, "image side S in pixels (power of 2, >= 16)", min=16)
@@ -96,8 +106,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class LossTerm:
     weight: float = _f(0.0, "constant weight, used when no ramp is set", min=0.0)
-    start_ramp_it: int | None = _f(None, "step where the ramp starts (all four ramp keys set = ramped)", min=0)
-    end_ramp_it: int | None = _f(None, "step where the ramp ends; <= start_ramp_it is a step at start_ramp_it", min=0)
+    start_ramp_it: float | None = _schedule(None, "where the ramp starts (all four ramp keys set = ramped)")
+    end_ramp_it: float | None = _schedule(None, "where the ramp ends; <= start_ramp_it is a step at start_ramp_it")
     start_ramp_val: float | None = _f(None, "weight before start_ramp_it", min=0.0)
     end_ramp_val: float | None = _f(None, "weight after end_ramp_it", min=0.0)
     ramp_shape: str = _f("linear", "interpolation inside the ramp", choices=("linear", "log"))
@@ -121,7 +131,7 @@ class LossesConfig:
     color_gradient: LossTerm = field(default_factory=LossTerm, metadata={"doc": "image-gradient magnitude L1"})
     KL: LossTerm = field(
         default_factory=lambda: LossTerm(
-            weight=1.0, start_ramp_it=50000, end_ramp_it=75000, start_ramp_val=1e-6, end_ramp_val=1.0
+            weight=1.0, start_ramp_it=0.5, end_ramp_it=0.75, start_ramp_val=1e-6, end_ramp_val=1.0
         ),
         metadata={"doc": "KL(q || p) of the unit-variance latents"},
     )
@@ -131,8 +141,8 @@ class LossesConfig:
 @dataclass(frozen=True)
 class OptimizerConfig:
     lr: float = _f(1e-3, "Adam learning rate before the decay", min=0.0)
-    lr_decay_begin: int = _f(1000, "step where the linear LR decay starts", min=0)
-    lr_decay_end: int = _f(100000, "step where the LR reaches lr_end", min=0)
+    lr_decay_begin: float = _schedule(0.01, "where the linear LR decay starts")
+    lr_decay_end: float = _schedule(1.0, "where the LR reaches lr_end")
     lr_end: float = _f(0.0, "LR after lr_decay_end", min=0.0)
     beta1: float = _f(0.5, "Adam beta1", min=0.0, max=0.999999)
     beta2: float = _f(0.9, "Adam beta2", min=0.0, max=0.999999)
@@ -153,6 +163,11 @@ class TrainingConfig:
     bf16: bool = _f(False, "bf16 autocast on CUDA")
     channels_last: bool = _f(False, "channels_last memory format")
     num_threads: int = _f(0, "torch CPU threads (0 = torch default)", min=0)
+    schedule_units: str = _f(
+        "fraction",
+        "LR decay and loss ramp points: fractions of the run's steps (scale with the run) or absolute steps",
+        choices=("fraction", "steps"),
+    )
     progress: bool = _f(True, "show a progress bar")
 
 
@@ -277,6 +292,9 @@ def _coerce(path: str, value: Any, hint: Any, f: dataclasses.Field[Any]) -> Any:
             return None
         raise ConfigError(f"{path}: got null, expected {_type_name(hint)}")
     base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if f.metadata.get("schedule"):  # a step stays an int (480, not 480.0) in rendered configs
+        number = _coerce_scalar(path, value, float, hint)
+        return value if isinstance(value, int) else number
     if typing.get_origin(base) is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: got {value!r}, expected a list of numbers")
@@ -335,6 +353,8 @@ def validate(cfg: Config) -> None:
         )
     for name in LOSS_TERMS:
         _check_ramp(f"losses/{name}", getattr(cfg.losses, name))
+    for path, value in schedule_points(cfg).items():
+        _check_schedule_point(path, value, cfg.training.schedule_units)
     p = cfg.losses.perceptual
     for key in ("feature_weights", "gram_weights"):
         values = getattr(p, key)
@@ -357,6 +377,30 @@ def _check_ramp(path: str, term: LossTerm) -> None:
         raise ConfigError(f"{path}: a ramp needs all of {', '.join(keys)}; missing {', '.join(missing)}")
     if term.ramp_shape == "log" and term.ramped and min(term.start_ramp_val or 0, term.end_ramp_val or 0) <= 0:
         raise ConfigError(f"{path}/ramp_shape: log needs start_ramp_val and end_ramp_val > 0")
+
+
+def schedule_points(cfg: Config) -> dict[str, float]:
+    """`/`-path -> value of every schedule point in use (LR decay, each ramped term's window)."""
+    points: dict[str, float] = {
+        "optimizer/lr_decay_begin": cfg.optimizer.lr_decay_begin,
+        "optimizer/lr_decay_end": cfg.optimizer.lr_decay_end,
+    }
+    for name in LOSS_TERMS:
+        term = getattr(cfg.losses, name)
+        if term.start_ramp_it is not None and term.end_ramp_it is not None:
+            points[f"losses/{name}/start_ramp_it"] = term.start_ramp_it
+            points[f"losses/{name}/end_ramp_it"] = term.end_ramp_it
+    return points
+
+
+def _check_schedule_point(path: str, value: float, units: str) -> None:
+    if units == "fraction" and not 0 <= value <= 1:
+        raise ConfigError(
+            f"{path}: got {value!r}, expected a fraction of the run's steps in [0, 1] "
+            "(training/schedule_units is fraction; set it to steps for absolute steps)"
+        )
+    if units == "steps" and value != int(value):
+        raise ConfigError(f"{path}: got {value!r}, expected a whole number of steps (training/schedule_units is steps)")
 
 
 def _check_limits(obj: Any, prefix: str) -> None:

@@ -42,7 +42,7 @@ def ramp_weight(step: int, term: LossTerm) -> float:
     return linear_window(step, a, b, va, vb)
 
 
-def linear_window(step: int, a: int, b: int, va: float, vb: float) -> float:
+def linear_window(step: int, a: float, b: float, va: float, vb: float) -> float:
     """`va` up to step `a`, `vb` from step `b` on, linear in between (needs b > a).
 
     The reference's `make_linear_var` (spec §7.1); shared by loss ramps and the LR schedule.

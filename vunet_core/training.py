@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vunet_core import schedules
 from vunet_core.checkpoint import (
     CHECKPOINT_NAME,
     TrainingState,
@@ -89,6 +90,11 @@ def steps_per_epoch(cfg: Config, num_train: int) -> int:
     return cfg.training.steps_per_epoch or math.ceil(num_train / cfg.training.batch_size)
 
 
+def run_config(cfg: Config, num_train: int) -> Config:
+    """The config training computes with: schedules as steps of this run (vunet_core.schedules)."""
+    return schedules.in_steps(cfg, schedules.total_steps(cfg, num_train))
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -120,7 +126,6 @@ class _Run:
         payload = read_checkpoint(resume) if resume is not None else None
         if payload is not None and resume is not None:
             check_same_architecture(cfg, checkpoint_config(payload), resume)
-        self.cfg = cfg
         if cfg.training.num_threads:
             torch.set_num_threads(cfg.training.num_threads)
         _seed_everything(cfg.training.seed)
@@ -128,6 +133,16 @@ class _Run:
         self.splits: Splits = (
             splits if splits is not None else prepare_data(cfg, progress=progress, report=_note if progress else None)
         )
+        # Everything below computes with schedules in this run's steps; the run directory,
+        # the checkpoint and the caller keep `cfg` as written (fractions stay fractions).
+        self.cfg = run_config(cfg, len(self.splits.train))
+        if progress:
+            total = schedules.total_steps(cfg, len(self.splits.train))
+            _note("schedules: " + "; ".join(schedules.describe_schedules(cfg, total)))
+            before = checkpoint_config(payload) if payload is not None else None
+            if before is not None and (was := schedules.total_steps(before, len(self.splits.train))) != total:
+                lines = schedules.schedule_mapping(before, was, cfg, total)
+                _note("the run's length changed since the checkpoint: " + "; ".join(lines))
         self.model = VUNet(cfg.model).to(self.device)
         if cfg.training.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -247,7 +262,9 @@ def train_epochs(
         metrics = run.train_epoch()
         number = run.state.epoch + 1
         eval_dir = out / "eval" / f"epoch_{number:04d}" if run.write_eval(number) else None
-        metrics.update(evaluate(run.model, run.splits.val, cfg, run.state.step, run.perceptual, run.device, eval_dir))
+        metrics.update(
+            evaluate(run.model, run.splits.val, run.cfg, run.state.step, run.perceptual, run.device, eval_dir)
+        )
         metrics.update(run.floors)
         grid = sample_grid(run.model, run.splits.val, cfg.eval.num_grid_examples, run.device)
         grid_path = save_grid(grid, out / "samples" / f"epoch_{number:04d}.png")
@@ -278,7 +295,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, 
     p = cfg.losses.perceptual
     perceptual = PerceptualLoss(p).to(device) if p.vgg_weights else None
     out_dir = checkpoint.resolve().parent.parent / "eval" / f"step_{state.step:07d}"
-    metrics = evaluate(model, splits.val, cfg, state.step, perceptual, device, out_dir)
+    metrics = evaluate(model, splits.val, run_config(cfg, len(splits.train)), state.step, perceptual, device, out_dir)
     return out_dir, metrics
 
 

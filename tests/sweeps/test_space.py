@@ -21,6 +21,7 @@ from sweeps.spec import SweepSpec, load_spec
 from sweeps.trial_config import sampled_flat, trial_meta
 from sweeps.tuner import make_searcher
 from vunet_core import ConfigError, flatten
+from vunet_core.paths import merge_trees
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -48,11 +49,18 @@ SPACE: dict[str, Any] = {
 }
 
 
+# The base config's schedules are absolute steps, so an integer range can search a ramp point.
+STEPS_BASE = {
+    "training": {"schedule_units": "steps"},
+    "optimizer": {"lr_decay_begin": 0, "lr_decay_end": 100},
+    "losses": {"KL": {"start_ramp_it": 0, "end_ramp_it": 100}},
+}
+
+
 def make_spec(tmp_path: Path, base: dict[str, Any] | None = None, **changes: Any) -> SweepSpec:
     data = {**copy.deepcopy(SPACE), **changes}
-    if base is not None:
-        (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-        data["base"] = ["base.yaml"]
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(merge_trees(STEPS_BASE, base or {})))
+    data["base"] = ["base.yaml"]
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_spec(path)

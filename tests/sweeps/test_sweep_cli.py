@@ -125,22 +125,42 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-def test_best_config_trains_as_tracked_single_run(smoke: tuple[Path, Any]) -> None:
+def test_best_config_reproduces_its_trial_as_a_tracked_single_run(smoke: tuple[Path, Any]) -> None:
     cwd, _ = smoke
     best = cwd / "sweeps_out" / "smoke" / "best_config.yaml"
     record = json.loads((best.parent / "best_trial.json").read_text())
-    cmd = [sys.executable, str(ROOT / "sweeps" / "train.py"), str(best), "training/num_epochs", "1"]
+    assert yaml.safe_load(best.read_text())["training"]["num_threads"] == 1  # the trial's thread count
+    cmd = [sys.executable, str(ROOT / "sweeps" / "train.py"), str(best)]  # the trial's length: 2 epochs
     out = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert f"reproducing trial {record['trial_id']}: 1 torch threads and training/seed 0" in out.stdout
     client = client_for(cwd)
     exp = client.get_experiment_by_name("smoke")
     assert exp is not None
     (run,) = client.search_runs([exp.experiment_id], filter_string="tags.role = 'single_training'")
     assert run.info.status == "FINISHED"
     assert run.data.tags["source_trial_id"] == record["trial_id"] and run.data.tags["source_run_id"] == record["run_id"]
-    trial_first = [m.value for m in client.get_metric_history(record["run_id"], "val/transfer/l1") if m.step == 1]
-    single_first = [m.value for m in client.get_metric_history(run.info.run_id, "val/transfer/l1") if m.step == 1]
-    assert single_first[0] == pytest.approx(trial_first[0], rel=1e-3)
+    for name in ("val/transfer/l1", "val/transfer/appearance_gain", "train/loss/total"):
+        trial = {m.step: m.value for m in client.get_metric_history(record["run_id"], name)}
+        single = {m.step: m.value for m in client.get_metric_history(run.info.run_id, name)}
+        assert sorted(single) == sorted(trial) == [1, 2]
+        assert single[2] == pytest.approx(trial[2], rel=1e-5, abs=1e-7), name  # the trial's final value
+
+
+def test_reuse_notes_say_what_is_kept_and_map_schedules_to_the_new_length() -> None:
+    from sweeps.train import reuse_notes
+    from vunet_core import resolve_config
+
+    source = resolve_config([], {"training/num_epochs": 8, "training/steps_per_epoch": 60, "training/num_threads": 1})
+    longer = resolve_config([], {"training/num_epochs": 80, "training/steps_per_epoch": 60, "training/num_threads": 1})
+    notes = reuse_notes(source, longer, {"trial_id": "abc_00002"})
+    assert notes == [
+        "reproducing trial abc_00002: 1 torch threads and training/seed 0 "
+        "(set training/num_threads N or training/seed N to change them)",
+        "schedule optimizer LR decay 5-480 of 480 steps -> 48-4800 of 4800",
+        "schedule losses/KL ramp 240-360 of 480 steps -> 2400-3600 of 4800",
+    ]
+    assert len(reuse_notes(source, source, {})) == 1  # same length: nothing to map
 
 
 @pytest.mark.parametrize(

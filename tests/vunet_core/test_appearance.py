@@ -146,8 +146,8 @@ def test_a_tiny_vunet_dresses_each_pose_in_the_appearance_persons_shirt(
             "training/batch_size": 4,
             "model/drop_prob": 0.0,
             "losses/KL/weight": 1e-3,
-            "optimizer/lr_decay_begin": 300,
-            "optimizer/lr_decay_end": 400,
+            "optimizer/lr_decay_begin": 0.75,  # step 300 of 400
+            "optimizer/lr_decay_end": 1.0,
             "model/posterior_feedback": "mean",
         },
     )

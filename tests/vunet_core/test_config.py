@@ -34,7 +34,10 @@ def test_defaults_follow_the_original_recipe() -> None:
     cfg = Config()
     assert (cfg.optimizer.lr, cfg.optimizer.beta1, cfg.optimizer.beta2) == (1e-3, 0.5, 0.9)
     kl = cfg.losses.KL
-    assert (kl.start_ramp_it, kl.end_ramp_it, kl.start_ramp_val, kl.end_ramp_val) == (50000, 75000, 1e-6, 1.0)
+    # The reference's 100k-step schedules as fractions: LR decay 1k..100k, KL ramp 50k..75k.
+    assert cfg.training.schedule_units == "fraction"
+    assert (cfg.optimizer.lr_decay_begin, cfg.optimizer.lr_decay_end) == (0.01, 1.0)
+    assert (kl.start_ramp_it, kl.end_ramp_it, kl.start_ramp_val, kl.end_ramp_val) == (0.5, 0.75, 1e-6, 1.0)
     assert cfg.losses.color_L1.weight == 5.0 * 127.5
     assert cfg.model.drop_prob == 0.1 and cfg.training.init_batches == 4
 
@@ -71,7 +74,9 @@ def test_unknown_section_is_named() -> None:
         ("model/drop_prob", 1.5, "model/drop_prob: got 1.5, expected <= 0.99"),
         ("model/spatial_size", 48, "model/spatial_size: got 48, expected a power of 2"),
         ("model/appearance_input", "pixels", "model/appearance_input: got 'pixels', expected one of crops, image"),
-        ("losses/KL/start_ramp_it", 1.5, "losses/KL/start_ramp_it: got 1.5, expected an integer or null"),
+        ("losses/KL/start_ramp_it", 1.5, "losses/KL/start_ramp_it: got 1.5, expected a fraction of the run's steps"),
+        ("losses/KL/start_ramp_it", "half", "losses/KL/start_ramp_it: got 'half', expected a number or null"),
+        ("optimizer/lr_decay_end", -0.5, "optimizer/lr_decay_end: got -0.5, expected >= 0"),
         ("training/bf16", "yes", "training/bf16: got 'yes', expected true or false"),
         ("losses/perceptual/feature_weights", [1, 1], "losses/perceptual/feature_weights: got [1.0, 1.0], expected 6"),
         ("model/box_factor", 4, "model/box_factor: got 4, the appearance encoder needs >= 2 scales"),
@@ -141,7 +146,7 @@ def test_weight_alone_makes_a_term_constant() -> None:
     cfg = resolve_config([], {"losses/KL/weight": 0.5})
     assert not cfg.losses.KL.ramped and cfg.losses.KL.weight == 0.5
     ramped = resolve_config([], {"losses/KL/end_ramp_val": 0.5})
-    assert ramped.losses.KL.ramped and ramped.losses.KL.start_ramp_it == 50000
+    assert ramped.losses.KL.ramped and ramped.losses.KL.start_ramp_it == 0.5
 
 
 def test_stacking_later_files_win_and_overrides_last(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vunet_core.config import LOSS_TERMS, LossesConfig, LossTerm, PerceptualTerm
+from vunet_core.config import LOSS_TERMS, Config, LossesConfig, LossTerm, PerceptualTerm
 from vunet_core.losses import (
     color_gradient,
     compute_losses,
@@ -18,6 +18,7 @@ from vunet_core.losses import (
     ramp_weight,
 )
 from vunet_core.model import VUNetOutput
+from vunet_core.schedules import in_steps
 
 KL_RAMP = LossTerm(weight=1.0, start_ramp_it=50000, end_ramp_it=75000, start_ramp_val=1e-6, end_ramp_val=1.0)
 
@@ -56,7 +57,8 @@ def test_log_ramp_is_geometric() -> None:
 
 
 def test_loss_weights_has_every_term() -> None:
-    weights = loss_weights(LossesConfig(), 60000)
+    # The default schedules resolved for the reference's 100k-step run: KL ramp 50k..75k.
+    weights = loss_weights(in_steps(Config(), 100_000).losses, 60000)
     assert set(weights) == set(LOSS_TERMS)
     assert weights["color_L1"] == 637.5 and weights["perceptual"] == 0.0
     assert weights["KL"] == pytest.approx(0.4 + 0.6 * 1e-6)

@@ -14,6 +14,7 @@ import pytest
 from vunet_core.config import resolve_config
 from vunet_core.evaluation import IMAGE_KINDS, load_eval_outputs
 from vunet_core.metrics import reported_metrics
+from vunet_core.schedules import in_steps
 from vunet_core.training import DivergedError, lr_at, train_epochs
 
 
@@ -45,7 +46,7 @@ def test_two_epochs_report_documented_metrics_and_write_outputs(tiny_overrides: 
 def test_resume_continues_exactly(tiny_overrides: dict[str, Any], tmp_path: Path) -> None:
     cfg = resolve_config([], tiny_overrides)
     straight = list(train_epochs(cfg, tmp_path / "a"))
-    first = next(iter(train_epochs(resolve_config([], {**tiny_overrides, "training/num_epochs": 1}), tmp_path / "b")))
+    first = next(iter(train_epochs(cfg, tmp_path / "b")))  # stopped after epoch 1 of the same run
     resumed = list(train_epochs(cfg, tmp_path / "b", resume=first.checkpoint))
     assert [r.epoch for r in resumed] == [2]
     for key in ("train/loss/total", "val/loss/total", "val/transfer/l1", "val/loss/KL"):
@@ -79,7 +80,7 @@ def test_huge_learning_rate_diverges_naming_step_and_term(tiny_overrides: dict[s
 
 
 def test_lr_schedule_matches_reference() -> None:
-    cfg = resolve_config([], {})
+    cfg = in_steps(resolve_config([], {}), 100_000)  # the defaults, for the reference's 100k steps
     assert lr_at(0, cfg.optimizer) == 1e-3
     assert lr_at(1000, cfg.optimizer) == 1e-3
     assert lr_at(50500, cfg.optimizer) == pytest.approx(0.5e-3)
