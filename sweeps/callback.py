@@ -7,8 +7,9 @@ only queues calls on the sweep's :class:`~sweeps.outbox.Outbox`
 holds up Tune's loop. Params when a trial starts (the complete resolved config under
 `/`-path names, the sampled ones listed in the `sampled_params` tag), metrics on every
 report (step = epoch), the sample grid and eval outputs of every checkpoint, and the
-final state: FINISHED (completed), KILLED + `trial_state=early_stopped` (stopped by
-the scheduler), FAILED + `trial_state=diverged` or `crashed`. After the driver was
+final state: FINISHED + `trial_state=completed` or `early_stopped` (stopped by the
+scheduler: a normal outcome, not a red mark in the UI), FAILED + `trial_state=diverged`
+or `crashed`; KILLED only for trials of an interrupted sweep. After the driver was
 killed, an epoch already logged (a trial replayed from an older checkpoint) is not logged
 again, and one Tune checkpointed but MLflow never got is logged from Tune's record.
 """
@@ -30,7 +31,7 @@ from sweeps.trial_config import sampled_flat, trial_flat_config, trial_meta
 
 log = logging.getLogger(__name__)
 
-MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "KILLED", "diverged": "FAILED", "crashed": "FAILED"}
+MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "crashed": "FAILED"}
 
 
 class MlflowTrialLogger(tune.Callback):

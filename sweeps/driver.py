@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sweeps import confirm
+from sweeps import confirm, console, contact
 from sweeps.callback import MlflowTrialLogger
 from sweeps.interrupt import Interrupts
 from sweeps.outbox import Outbox
@@ -77,16 +77,21 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
     # Tune's experiment state (what --resume restores after a crash) at most 1 s old, so it never
     # names a checkpoint older than the two each trial keeps (epochs take seconds or more).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    to_driver = console.verbose()  # trial workers' output on the terminal only with --verbose
     if address:
-        ray.init(address=address, log_to_driver=True)
+        context = ray.init(address=address, log_to_driver=to_driver)
     else:  # a single-machine instance listens on the loopback interface only (see sweeps/run.py)
-        ray.init(
+        context = ray.init(
             address="local",
             num_cpus=num_cpus,
             include_dashboard=False,
-            log_to_driver=True,
+            log_to_driver=to_driver,
             _node_ip_address="127.0.0.1",
         )
+    if (handler := console.file_handler()) is not None:
+        console.route(handler)  # ray.init set up its own logging again
+        session = getattr(context, "address_info", {}).get("session_dir", "")
+        logging.getLogger("ray").info("trial workers' output: %s/logs/worker-*.out", session)
 
 
 def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri: str) -> tuple[str, str, bool]:
@@ -135,10 +140,13 @@ def run_sweep(
     resume: bool,
     address: str | None,
     num_cpus: int | None,
+    verbose: bool = False,
 ) -> int:
     """Run the sweep to its end (or to SIGINT/SIGTERM) and report; returns the exit code."""
     from sweeps.searcher import fail_running_trials
     from vunet_core.data import prepare_data
+
+    log_file = console.configure(sweep_dir, verbose)
 
     outbox: Outbox | None = None
     logger: MlflowTrialLogger | None = None
@@ -155,10 +163,16 @@ def run_sweep(
                 _log_parent_inputs(outbox, spec, base_tree)
             else:
                 outbox.put("set_status", PARENT, status="RUNNING")
-            callbacks = [logger, ProgressLines(spec.metric, spec.max_epochs)]
+            callbacks = [
+                logger,
+                ProgressLines(spec.metric, spec.max_epochs, spec.mode),
+                contact.ContactCache(sweep_dir),
+            ]
             print(
                 f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} (experiment {spec.name}, parent run {parent_id})"
             )
+            if log_file is not None:
+                print(f"Ray, Optuna and MLflow logs: {log_file} (--verbose shows them here)")
             if resume:  # trials a killed driver left RUNNING in the study cannot be continued
                 fail_running_trials(spec, sweep_dir)
             report, confirmation = _fit(spec, sweep_dir, base_tree, callbacks, address, num_cpus, interrupts, resume)
@@ -209,7 +223,15 @@ def _fit(
     """Search, then (if on, and not interrupted) confirmation, in one Ray session."""
     import ray
 
-    from sweeps.tuner import CONFIRM_DIR_NAME, can_resume, new_confirm_tuner, new_tuner, restored_tuner
+    from sweeps.tuner import (
+        CONFIRM_DIR_NAME,
+        TUNE_DIR_NAME,
+        can_resume,
+        new_confirm_tuner,
+        new_tuner,
+        restored_tuner,
+        slim_checkpoints,
+    )
 
     start = time.time()
     try:
@@ -221,6 +243,8 @@ def _fit(
         if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
             return report, None
         candidates = confirm.pick_candidates(report, spec.confirm.top_k)
+        # The confirmation needs no search checkpoint; those that may win stay whole.
+        slim_checkpoints(sweep_dir / TUNE_DIR_NAME, {report.baseline.trial_id, *(c.row.trial_id for c in candidates)})
         print(
             f"confirmation: {', '.join(c.label for c in candidates)} x seeds "
             f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
@@ -245,6 +269,19 @@ def _run_stage(tuner: Any, interrupts: Interrupts) -> Any:
         return tuner.fit()
     finally:
         interrupts.tune_running = False
+
+
+def _slim(sweep_dir: Path, best: TrialRow | None) -> str:
+    """Keep a whole checkpoint (model + optimizer) for the answer only; say what the sweep takes on disk."""
+    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, dir_size, slim_checkpoints
+
+    keep = {best.trial_id} if best is not None else set()
+    slimmed = sum(slim_checkpoints(sweep_dir / name, keep)[0] for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME))
+    whole = f"trial {best.number} keeps model + optimizer state (to continue it); " if best is not None else ""
+    return (
+        f"sweep directory: {dir_size(sweep_dir) / 1e6:.0f} MB; {whole}"
+        f"{slimmed} other trials keep model weights, sample grids and eval outputs only"
+    )
 
 
 def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> str:
@@ -302,10 +339,12 @@ def _close_finished(
     sweep_dir: Path,
 ) -> None:
     """Write and log the report (tables, the answer, plots) and finish the parent run."""
-    from sweeps.tuner import prune_checkpoints
-
-    prune_checkpoints(sweep_dir)
     files = write_report(report, sweep_dir)
+    sched = spec.scheduler
+    epochs = contact.milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
+    sheets = contact.write_sheets(sweep_dir, contact.sheet_columns(report), epochs)
+    for sheet in sheets:
+        outbox.put("log_artifact", PARENT, files={"file": sheet}, artifact_path=contact.SHEET_DIR)
     now = int(time.time() * 1000)
     tags = [["sweep_state", "finished"]]
     metrics = []
@@ -364,6 +403,7 @@ def _close_finished(
         print(confirm.format_table(confirmation))
         print(confirm.summary(confirmation))
         print(f"sweep {spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
+    print(_slim(sweep_dir, best))
     if best is None:
         print("no trial finished with a finite objective; nothing to reuse")
         return

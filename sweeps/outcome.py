@@ -23,7 +23,11 @@ def trial_state(last_result: Mapping[str, Any], error: bool, max_epochs: int) ->
 
 
 def trial_number(trial: Any) -> int:
-    """1-based order in which Tune created the trial (the prefix of its experiment tag)."""
+    """The trial's number everywhere (progress lines, tables, MLflow run names): its Optuna trial
+    number, 0-based, 0 = the baseline. Trials without one (confirmation) use Tune's 1-based order."""
+    number = trial_meta(getattr(trial, "config", None) or {}).get("optuna_trial")
+    if isinstance(number, int):
+        return number
     head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
     return int(head) if head.isdigit() else 0
 

@@ -1,35 +1,47 @@
-"""One line per trial event on the driver's stdout: the sweep's progress at a glance.
+"""The sweep's story on the driver's stdout: a line per trial event, a compact table every minute.
 
+trial 3 (1d868443) started
 trial 3 (1d868443) epoch 2/4: val/transfer/l1 0.4121
 trial 3 (1d868443) early_stopped after 2 epochs: val/transfer/l1 0.4121
 trial 4 (77e0aa31) completed after 4 epochs: val/transfer/l1 0.3905
 confirm baseline seed 1 (4c0f2a19) epoch 1/4: val/transfer/l1 0.4460
+
+Trial numbers are Optuna's (0 = the baseline), the same as in the final table and the
+MLflow run names. Plain text only: no colours, no box drawing, so a log file reads
+like the terminal.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from ray import tune
 
 from sweeps.outcome import trial_label, trial_state
+from sweeps.report import short_names, text_table
+from sweeps.trial_config import sampled_flat
+
+TABLE_EVERY_S = 60.0
+TABLE_ROWS = 8
+TUNE_STATUS = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused", "ERROR": "crashed"}
 
 
 class ProgressLines(tune.Callback):
-    def __init__(self, metric: str, max_epochs: int) -> None:
+    def __init__(self, metric: str, max_epochs: int, mode: str = "min", every_s: float = TABLE_EVERY_S) -> None:
         self.metric = metric
         self.max_epochs = max_epochs
-
-    def _name(self, trial: Any) -> str:
-        return trial_label(trial)
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.every_s = every_s
+        self.start = self.last_table = time.monotonic()
 
     def _value(self, result: dict[str, Any]) -> str:
         value = result.get(self.metric)
         return f"{self.metric} {value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else ""
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        print(f"{self._name(trial)} started", flush=True)
+        print(f"{trial_label(trial)} started", flush=True)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -37,7 +49,7 @@ class ProgressLines(tune.Callback):
         if result.get("trial_state") == "diverged":
             return
         epoch = result.get("training_iteration", 0)
-        print(f"{self._name(trial)} epoch {epoch}/{self.max_epochs}: {self._value(result)}", flush=True)
+        print(f"{trial_label(trial)} epoch {epoch}/{self.max_epochs}: {self._value(result)}", flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -46,7 +58,56 @@ class ProgressLines(tune.Callback):
         detail = self._value(last)
         if state == "diverged":
             detail = f"loss {last.get('diverged_term')} non-finite at step {last.get('diverged_step')}"
-        print(f"{self._name(trial)} {state} after {epochs} epochs: {detail}", flush=True)
+        print(f"{trial_label(trial)} {state} after {epochs} epochs: {detail}", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        print(f"{self._name(trial)} crashed (error log: {getattr(trial, 'error_file', '?')})", flush=True)
+        print(f"{trial_label(trial)} crashed (error log: {getattr(trial, 'error_file', '?')})", flush=True)
+
+    def on_step(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_table >= self.every_s and trials:
+            self.last_table = now
+            print(self.table(trials, now - self.start), flush=True)
+
+    def table(self, trials: list[Any], elapsed_s: float) -> str:
+        """`[3 min] 5 trials: 2 running, 2 early_stopped, 1 completed`, then the best rows."""
+        rows = []
+        for t in trials:
+            last = t.last_result or {}
+            done = t.status in ("TERMINATED", "ERROR")
+            state = trial_state(last, t.status == "ERROR", self.max_epochs) if done else TUNE_STATUS.get(t.status, "?")
+            value = last.get(self.metric)
+            rows.append((state, t, last, float(value) if isinstance(value, (int, float)) else math.nan))
+        counts: dict[str, int] = {}
+        for state, *_ in rows:
+            counts[state] = counts.get(state, 0) + 1
+        head_line = f"[{elapsed_s / 60:.0f} min] {len(rows)} trials: " + ", ".join(
+            f"{n} {s}" for s, n in sorted(counts.items())
+        )
+        rows.sort(key=lambda r: (0, self.sign * r[3]) if math.isfinite(r[3]) else (1, 0.0))
+        params = sorted({k for _, t, _, _ in rows for k in sampled_flat(t.config)})
+        lines = []
+        for state, t, last, value in rows[:TABLE_ROWS]:
+            flat = sampled_flat(t.config)
+            lines.append(
+                [
+                    trial_label(t).rsplit(" (", 1)[0].removeprefix("trial "),
+                    state,
+                    f"{last.get('training_iteration', 0)}/{self.max_epochs}",
+                    f"{value:.4g}" if math.isfinite(value) else "-",
+                    *(_short(flat.get(p)) for p in params),
+                ]
+            )
+        table = text_table(["trial", "state", "epoch", self.metric, *short_names(params)], lines)
+        more = f"\n({len(rows) - TABLE_ROWS} more trials not shown)" if len(rows) > TABLE_ROWS else ""
+        return f"{head_line}\n{_indent(table)}{more}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())

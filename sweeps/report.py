@@ -134,17 +134,45 @@ def _optuna_plots(spec: SweepSpec, sweep_dir: Path) -> list[Path]:
     return out
 
 
-def format_table(report: SweepReport) -> str:
+def format_table(report: SweepReport, limit: int = TOP_ROWS) -> str:
+    """The trials, best first; a last line says how many were left out."""
     sign = 1.0 if report.spec.mode == "min" else -1.0
     rows = sorted(report.rows, key=lambda r: sign * r.metric if math.isfinite(r.metric) else math.inf)
     params = sorted({k for r in rows for k in sampled_flat(r.config)})
-    head = ["trial", report.spec.metric, "at epoch", "state", *params]
-    lines = [head]
-    for r in rows[:TOP_ROWS]:
-        flat = sampled_flat(r.config)
-        lines.append([r.trial_id, f"{r.metric:.4g}", str(r.epochs), r.state, *(_fmt(flat.get(p)) for p in params)])
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+    head = ["trial", "id", report.spec.metric, "at epoch", "state", *short_names(params)]
+    lines = [
+        [str(r.number), r.trial_id, f"{r.metric:.4g}", str(r.epochs), r.state, *_values(sampled_flat(r.config), params)]
+        for r in rows[:limit]
+    ]
+    table = text_table(head, lines)
+    if len(rows) > limit:
+        table += f"\n({len(rows) - limit} more trials not shown; all are in results.csv)"
+    return table
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """The shortest unique tail of each `/`-path: `losses/KL/end_ramp_val` -> `end_ramp_val`."""
+    names = []
+    for path in paths:
+        parts = path.split("/")
+        for n in range(1, len(parts) + 1):
+            tail = "/".join(parts[-n:])
+            if sum(p == tail or p.endswith("/" + tail) for p in paths) == 1:
+                break
+        names.append(tail)
+    return names
+
+
+def text_table(head: list[str], lines: list[list[str]]) -> str:
+    """Plain aligned columns (no box drawing, no colour)."""
+    widths = [max(len(str(row[i])) for row in [head, *lines]) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *lines]
+    )
+
+
+def _values(flat: dict[str, Any], params: list[str]) -> list[str]:
+    return [_fmt(flat.get(p)) for p in params]
 
 
 def _fmt(value: Any) -> str:
@@ -160,10 +188,13 @@ def print_report(report: SweepReport) -> None:
     print(
         f"\nsweep {spec.name}: {len(report.rows)} trials in {report.wall_s:.0f} s wall, {report.train_s:.0f} s of trial training (compute fraction {fraction:.2f})"
     )
+    print("(trial = the Optuna trial number, 0 = the baseline; id = Tune's trial id)")
     print(format_table(report))
     if report.baseline is not None:
-        print(f"baseline ({report.baseline.trial_id}): {spec.metric} = {report.baseline.metric:.4g}")
+        b = report.baseline
+        print(f"baseline (trial {b.number}, {b.trial_id}): {spec.metric} = {b.metric:.4g}")
     if report.best is not None:
         print(
-            f"search best ({report.best.trial_id}, at epoch {report.best.epochs}): {spec.metric} = {report.best.metric:.4g}"
+            f"search best (trial {report.best.number}, {report.best.trial_id}, at epoch {report.best.epochs}): "
+            f"{spec.metric} = {report.best.metric:.4g}"
         )

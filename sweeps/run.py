@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="existing Ray cluster (default: local)")
     p.add_argument("--out-dir", default=DEFAULT_OUT, help=f"parent of the sweep directory (default: ./{DEFAULT_OUT})")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument(
+        "--verbose", action="store_true", help="also show Ray Tune's status tables and the libraries' logs here"
+    )
     return p
 
 
@@ -100,7 +103,16 @@ def _main(args: argparse.Namespace, rest: list[str]) -> int:
         return dry_run(spec, base_tree)
     from sweeps.driver import run_sweep
 
-    return run_sweep(spec, base_tree, uri, sweep_dir, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
+    return run_sweep(
+        spec,
+        base_tree,
+        uri,
+        sweep_dir,
+        resume=args.resume,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        verbose=args.verbose,
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ a sweep's `best_config.yaml`, and tracks it as an MLflow run: in the source swee
 experiment with tags linking the sweep and trial when `best_trial.json` lies beside
 the config, else in an experiment named after `training/name`. Params are the
 resolved config under `/`-path names, metrics are logged per epoch, the sample grid
-as an image series, eval outputs and the final checkpoint as artifacts.
+as an image series and eval outputs as artifacts. The final checkpoint is stored once: in
+the run directory (tag `checkpoint`) when the artifact store is this machine's disk, or
+uploaded to it when it is a shared store (a tracking server's or an object store).
 """
 
 from __future__ import annotations
@@ -101,6 +103,12 @@ def reuse_notes(source: Config, cfg: Config, record: dict[str, Any]) -> list[str
     return lines
 
 
+def artifacts_on_this_disk(client: Any, experiment_id: str) -> bool:
+    """Whether the experiment's artifacts are plain files on this machine (a local store)."""
+    location = str(client.get_experiment(experiment_id).artifact_location)
+    return location.startswith(("file:", "/")) or "://" not in location
+
+
 def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, experiment: str | None) -> int:
     from mlflow import MlflowClient
 
@@ -129,7 +137,11 @@ def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, expe
                 f"{k} {result.metrics[k]:.4g}" for k in ("val/transfer/l1", "val/loss/total") if k in result.metrics
             )
             print(f"epoch {result.epoch}/{cfg.training.num_epochs}: {shown}", flush=True)
-        client.log_artifact(run_id, str(result.checkpoint), artifact_path="checkpoints")
+        if artifacts_on_this_disk(client, experiment_id):
+            # The run directory already holds it on this disk: one copy, named by a tag.
+            set_tags(client, run_id, {"checkpoint": str(result.checkpoint)})
+        else:  # a shared store (tracking server, object store): the team gets the model there
+            client.log_artifact(run_id, str(result.checkpoint), artifact_path="checkpoints")
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

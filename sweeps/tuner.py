@@ -10,17 +10,21 @@ stage was running (searcher state included, so finished trials are not run again
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from sweeps import console
 from sweeps.outcome import is_baseline
 from sweeps.searcher import FixedPoints, StudySearcher
 from sweeps.spec import SweepSpec
 from sweeps.trainable import run_trial
+from vunet_core import CHECKPOINT_NAME, drop_optimizer_state
 
 TUNE_DIR_NAME = "tune"
 CONFIRM_DIR_NAME = "confirm"
@@ -83,8 +87,9 @@ def run_config(
         # newest (state is saved every second, see driver._start_ray); it must still exist.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=callbacks,
-        progress_reporter=reporter(spec),
-        verbose=1,
+        # Tune's status tables only with --verbose; sweeps.progress prints the sweep's own table.
+        progress_reporter=reporter(spec) if console.verbose() else None,
+        verbose=1 if console.verbose() else 0,
     )
 
 
@@ -142,8 +147,10 @@ def restored_tuner(
     tuner = tune.Tuner.restore(
         path, trainable=make_trainable(spec, base_tree), resume_unfinished=True, resume_errored=False
     )
-    # Callbacks are not part of the saved state; re-attach the MLflow logger.
-    tuner._local_tuner.get_run_config().callbacks = callbacks  # type: ignore[union-attr]
+    # Callbacks and output settings are not part of the saved state; set them again.
+    restored = tuner._local_tuner.get_run_config()  # type: ignore[union-attr]
+    fresh = run_config(spec, sweep_dir, callbacks, name)
+    restored.callbacks, restored.progress_reporter, restored.verbose = callbacks, fresh.progress_reporter, fresh.verbose
     return tuner
 
 
@@ -151,13 +158,30 @@ def can_resume(sweep_dir: Path, name: str = TUNE_DIR_NAME) -> bool:
     return tune.Tuner.can_restore(str((sweep_dir / name).resolve()))
 
 
-def prune_checkpoints(sweep_dir: Path) -> int:
-    """After a finished sweep, keep only each trial's newest checkpoint (two are kept while it
-    runs, for kill -9 recovery); returns how many were removed."""
-    removed = 0
-    trial_dirs = [*(sweep_dir / TUNE_DIR_NAME).glob("*/"), *(sweep_dir / CONFIRM_DIR_NAME).glob("*/")]
-    for trial_dir in trial_dirs:
-        for old in sorted(trial_dir.glob("checkpoint_*"))[:-1]:
+def slim_checkpoints(stage_dir: Path, keep_full: Collection[str] = ()) -> tuple[int, int]:
+    """After a stage: each trial keeps its newest checkpoint only (two are kept while it runs, for
+    kill -9 recovery), and all but the trials in `keep_full` (those a user may continue) keep model
+    weights only. Done when Tune has returned, so no saved state can name a removed checkpoint.
+    Returns (trials slimmed, bytes freed)."""
+    slimmed, freed = 0, 0
+    for trial_dir in sorted(p for p in stage_dir.glob("*/") if (p / "result.json").is_file()):
+        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
+        for old in checkpoints[:-1]:
+            freed += dir_size(old)
             shutil.rmtree(old, ignore_errors=True)
-            removed += 1
-    return removed
+        state = checkpoints[-1] / CHECKPOINT_NAME if checkpoints else None
+        if state is not None and state.is_file() and _trial_id(trial_dir) not in keep_full:
+            freed += drop_optimizer_state(state)
+            slimmed += 1
+    return slimmed, freed
+
+
+def _trial_id(trial_dir: Path) -> str:
+    with open(trial_dir / "result.json") as fh:
+        first = fh.readline()
+    return str(json.loads(first).get("trial_id", "")) if first.strip() else ""
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of the files under `path`."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())

@@ -5,7 +5,7 @@ evaluation. Never imports ray, optuna or mlflow; the `sweeps` package uses only
 what is exported here.
 """
 
-from vunet_core.checkpoint import ARCHITECTURE_KEYS, check_same_architecture
+from vunet_core.checkpoint import ARCHITECTURE_KEYS, CHECKPOINT_NAME, check_same_architecture, drop_optimizer_state
 from vunet_core.config import (
     Config,
     ConfigError,
@@ -18,6 +18,7 @@ from vunet_core.config import (
     render_config,
     resolve_config,
 )
+from vunet_core.evaluation import EvalOutputs, load_eval_outputs
 from vunet_core.metrics import metric_directions, reported_metrics
 from vunet_core.paths import (
     PathsError,
@@ -36,7 +37,9 @@ from vunet_core.training import DivergedError, EpochResult, train_epochs
 
 __all__ = [
     "ARCHITECTURE_KEYS",
+    "CHECKPOINT_NAME",
     "check_same_architecture",
+    "drop_optimizer_state",
     "DivergedError",
     "EpochResult",
     "train_epochs",
@@ -63,6 +66,8 @@ __all__ = [
     "metric_directions",
     "reported_metrics",
     "describe_schedules",
+    "EvalOutputs",
+    "load_eval_outputs",
     "in_steps",
     "schedule_mapping",
     "total_steps",

@@ -123,6 +123,19 @@ def restore(
     )
 
 
+def drop_optimizer_state(path: Path) -> int:
+    """Rewrite a checkpoint as model weights only (it can be evaluated, not continued); bytes freed."""
+    before = path.stat().st_size
+    payload = read_checkpoint(path)
+    if payload.get("optimizer") is None:
+        return 0
+    payload["optimizer"] = None
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return before - path.stat().st_size
+
+
 def find_checkpoint(run_or_file: Path) -> Path:
     """A run directory's last checkpoint, or the file itself."""
     if run_or_file.is_dir():

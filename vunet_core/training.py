@@ -39,7 +39,7 @@ from vunet_core.checkpoint import (
     restore,
     save_checkpoint,
 )
-from vunet_core.config import Config, OptimizerConfig, render_config
+from vunet_core.config import Config, ConfigError, OptimizerConfig, render_config
 from vunet_core.data import Batch, PairDataset, Splits, check_data, iterate_batches, prepare_data
 from vunet_core.evaluation import evaluate, reference_floors
 from vunet_core.grids import sample_grid, save_grid
@@ -126,6 +126,11 @@ class _Run:
         payload = read_checkpoint(resume) if resume is not None else None
         if payload is not None and resume is not None:
             check_same_architecture(cfg, checkpoint_config(payload), resume)
+            if payload.get("optimizer") is None:
+                raise ConfigError(
+                    f"checkpoint {resume}: holds model weights only (its optimizer state was dropped), so "
+                    "training cannot continue from it exactly; evaluate it, or train the config from scratch"
+                )
         if cfg.training.num_threads:
             torch.set_num_threads(cfg.training.num_threads)
         _seed_everything(cfg.training.seed)

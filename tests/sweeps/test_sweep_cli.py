@@ -10,16 +10,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import optuna
 import pytest
 import yaml
 from mlflow import MlflowClient
+from PIL import Image
 
-from vunet_core import config_from_tree
+from vunet_core import config_from_tree, load_eval_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = [sys.executable, str(ROOT / "sweeps" / "run.py")]
@@ -76,7 +80,7 @@ def test_smoke_sweep_completes_with_baseline_and_best_config(smoke: tuple[Path, 
     # Confirmation: the baseline and the best sampled trial, 2 fresh seeds each, and a verdict.
     with open(sweep_dir / "confirm.csv") as fh:
         confirmed = list(csv.DictReader(fh))
-    assert [r["candidate"] for r in confirmed] == ["baseline", "trial 2"]
+    assert [r["candidate"] for r in confirmed] == ["baseline", "trial 1"]
     assert all(float(r["seed_1"]) > 0 and float(r["seed_2"]) > 0 for r in confirmed)
     assert confirmed[1]["verdict"] in ("better", "no detectable difference", "worse")
     assert (sweep_dir / "confirm.png").stat().st_size > 10_000
@@ -90,6 +94,31 @@ def test_smoke_sweep_completes_with_baseline_and_best_config(smoke: tuple[Path, 
     assert not list(sweep_dir.rglob("work"))  # trials keep their work files outside the sweep dir
 
 
+def test_stdout_tells_the_story_without_ray_tables_or_ansi_codes(smoke: tuple[Path, Any]) -> None:
+    cwd, out = smoke
+    assert "\x1b[" not in out.stdout and "\x1b[" not in out.stderr  # not a terminal: no colour codes
+    assert "== Status ==" not in out.stdout and "+----" not in out.stdout  # no Tune status table
+    assert "(run_trial pid=" not in out.stdout + out.stderr  # trial workers' log lines stay in Ray's logs
+    assert re.search(r"^trial 0 \(\w+\) completed after 2 epochs: val/transfer/l1 [\d.]+$", out.stdout, re.M)
+    log = cwd / "sweeps_out" / "smoke" / "sweep.log"
+    assert f"Ray, Optuna and MLflow logs: {log}" in out.stdout
+    assert "Started a local Ray instance" in log.read_text()
+    # Trial numbers are Optuna's: the table's `trial` column, the MLflow run names and the study agree.
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{cwd / 'sweeps_out' / 'smoke' / 'optuna.db'}")
+    _, kids = children(client_for(cwd), "smoke")
+    names = {k.data.tags["ray_trial_id"]: k.info.run_name for k in kids if k.data.tags["stage"] == "search"}
+    for t in study.trials:
+        assert names[t.user_attrs["tune_trial_id"]] == f"trial {t.number} {t.user_attrs['tune_trial_id']}"
+        assert f"\n{t.number}      {t.user_attrs['tune_trial_id']}  " in out.stdout
+
+
+def test_verbose_brings_back_rays_status_table(tmp_path: Path) -> None:
+    out = run_cli([str(SMOKE), "confirm", "false", "num_samples", "1", "--verbose"], tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "== Status ==" in out.stdout and "Ray, Optuna and MLflow logs" not in out.stdout
+    assert "Started a local Ray instance" in out.stderr
+
+
 def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     cwd, _ = smoke
     client = client_for(cwd)
@@ -99,11 +128,18 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"best_config.yaml", "results.csv", "search_space.yaml", "base_config.yaml"} <= parent_files
     assert {"confirm.csv", "confirm.png"} <= parent_files
+    # One contact sheet per milestone (FIFO: the last epoch): baseline and trial 1 side by side.
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "contact_sheets")] == [
+        "contact_sheets/epoch_0002.png"
+    ]
+    sheet = Image.open(cwd / "sweeps_out" / "smoke" / "contact_sheets" / "epoch_0002.png")
+    tile = 32 * 3  # 32 px images enlarged 3x
+    assert sheet.size == (8 * (tile + 2) + 2, 14 + 4 * (tile + 2) + 2)  # 3 inputs + 2 x (transfer, other) + 1
     assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"]
     assert sum(k.data.tags["baseline"] == "true" for k in kids) == 1
     confirms = [k for k in runs if k.data.tags["stage"] == "confirm"]
     assert sorted((k.data.tags["candidate"], k.data.tags["seed"]) for k in confirms) == [
-        ("baseline", "1"), ("baseline", "2"), ("trial 2", "1"), ("trial 2", "2"),
+        ("baseline", "1"), ("baseline", "2"), ("trial 1", "1"), ("trial 1", "2"),
     ]  # fmt: skip
     assert all(k.info.status == "FINISHED" and k.data.params["training/seed"] == k.data.tags["seed"] for k in confirms)
     metrics = parent.data.metrics
@@ -119,6 +155,14 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
         assert {a.path for a in client.list_artifacts(run_id, "eval")} == {"eval/epoch_0001", "eval/epoch_0002"}
         eval_files = {Path(a.path).name for a in client.list_artifacts(run_id, "eval/epoch_0002")}
         assert {"index.json", "losses.csv", "00000_transfer.png"} <= eval_files
+        # As the README shows: eval outputs read back from MLflow's artifacts.
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="eval/epoch_0002", tracking_uri=client.tracking_uri
+        )
+        outputs = load_eval_outputs(local)
+        assert outputs.images["transfer"].shape[1:] == (32, 32, 3)
+        history_2 = next(m.value for m in history if m.step == 2)
+        assert outputs.losses["val/transfer/l1"].mean() == pytest.approx(history_2, rel=1e-5)
         images = [a.path for a in client.list_artifacts(run_id, "images")]
         assert sum(p.endswith(".png") and "+step+" in p for p in images) == 2  # an image series, one per epoch
     runs = client.search_runs([parent.info.experiment_id])
@@ -140,6 +184,8 @@ def test_best_config_reproduces_its_trial_as_a_tracked_single_run(smoke: tuple[P
     (run,) = client.search_runs([exp.experiment_id], filter_string="tags.role = 'single_training'")
     assert run.info.status == "FINISHED"
     assert run.data.tags["source_trial_id"] == record["trial_id"] and run.data.tags["source_run_id"] == record["run_id"]
+    # The checkpoint is stored once: in the run directory, named by a tag, not copied into the local store.
+    assert Path(run.data.tags["checkpoint"]).is_file() and not client.list_artifacts(run.info.run_id, "checkpoints")
     for name in ("val/transfer/l1", "val/transfer/appearance_gain", "train/loss/total"):
         trial = {m.step: m.value for m in client.get_metric_history(record["run_id"], name)}
         single = {m.step: m.value for m in client.get_metric_history(run.info.run_id, name)}

@@ -197,7 +197,7 @@ def test_tracking_server_outage_delays_no_trial_and_loses_no_metric(tmp_path: Pa
         sweep.wait_for("epoch 1/4")
         _stop_server(server)
         down_at = time.monotonic()
-        sweep.wait_for("trial 2 (", timeout=300)  # trials go on while the server is down
+        sweep.wait_for("trial 1 (", timeout=300)  # trials go on while the server is down
         sweep.wait_for("epoch 2/4", timeout=300)
         server = _start_server(tmp_path, port)
         assert sweep.finish(300) == 0, sweep.output[-3000:]

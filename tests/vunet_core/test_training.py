@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vunet_core.config import resolve_config
+from vunet_core.checkpoint import drop_optimizer_state
+from vunet_core.config import ConfigError, resolve_config
 from vunet_core.evaluation import IMAGE_KINDS, load_eval_outputs
 from vunet_core.metrics import reported_metrics
 from vunet_core.schedules import in_steps
-from vunet_core.training import DivergedError, lr_at, train_epochs
+from vunet_core.training import DivergedError, evaluate_checkpoint, lr_at, train_epochs
 
 
 def test_two_epochs_report_documented_metrics_and_write_outputs(tiny_overrides: dict[str, Any], tmp_path: Path) -> None:
@@ -51,6 +52,20 @@ def test_resume_continues_exactly(tiny_overrides: dict[str, Any], tmp_path: Path
     assert [r.epoch for r in resumed] == [2]
     for key in ("train/loss/total", "val/loss/total", "val/transfer/l1", "val/loss/KL"):
         assert resumed[0].metrics[key] == pytest.approx(straight[1].metrics[key], rel=1e-5, abs=1e-6), key
+
+
+def test_a_weights_only_checkpoint_evaluates_but_refuses_to_continue(
+    tiny_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    cfg = resolve_config([], tiny_overrides)
+    first = next(iter(train_epochs(cfg, tmp_path / "run")))
+    full_size = first.checkpoint.stat().st_size
+    assert drop_optimizer_state(first.checkpoint) > 0 and first.checkpoint.stat().st_size < full_size
+    assert drop_optimizer_state(first.checkpoint) == 0  # already slim
+    _, metrics = evaluate_checkpoint(cfg, first.checkpoint)
+    assert metrics["val/transfer/l1"] == pytest.approx(first.metrics["val/transfer/l1"], rel=1e-5)
+    with pytest.raises(ConfigError, match="holds model weights only"):
+        list(train_epochs(cfg, tmp_path / "run", resume=first.checkpoint))
 
 
 def test_overfitting_a_few_images_lowers_reconstruction_error(tiny_overrides: dict[str, Any], tmp_path: Path) -> None:

@@ -1,0 +1,132 @@
+"""Contact sheets: the same validation inputs rendered by the baseline and the top trials.
+
+Comparing trials should mean looking at one picture. Every checkpoint's eval outputs
+hold each validation pair's images; :class:`ContactCache` (a Tune callback in the
+driver) keeps a few fixed pairs of every trial and epoch as a small `.npz` under
+`<sweep dir>/contact/`, because Tune keeps only each trial's newest checkpoints. At the
+end, :func:`write_sheets` draws one PNG per epoch milestone (ASHA's rungs and the last
+epoch): a row per validation pair, columns appearance | pose | target, then each trial's
+transfer, then the other person's appearance and each trial's transfer of it. A trial
+that stopped before a milestone shows a grey tile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from ray import tune
+
+from vunet_core import load_eval_outputs
+
+log = logging.getLogger(__name__)
+
+ROWS = 4
+KINDS = ("appearance", "pose", "target", "transfer", "other_appearance", "other_transfer")
+CACHE_DIR = "contact"
+SHEET_DIR = "contact_sheets"
+LABEL_H = 14
+PAD = 2
+
+
+class ContactCache(tune.Callback):
+    """Keeps ROWS fixed validation pairs of each trial's eval outputs, per epoch."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.root = sweep_dir / CACHE_DIR
+
+    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        path = Path(getattr(checkpoint, "path", ""))
+        try:
+            keep(path, self.root / str(trial.trial_id))
+        except (OSError, ValueError, KeyError) as exc:  # never stop the sweep for a picture
+            log.warning("contact sheet: could not keep trial %s's eval outputs (%s)", trial.trial_id, exc)
+
+
+def keep(checkpoint_dir: Path, trial_cache: Path) -> Path | None:
+    """Cache the fixed pairs of one checkpoint's eval outputs; returns the file, or None without eval outputs."""
+    if not (checkpoint_dir / "eval" / "index.json").is_file():
+        return None
+    epoch = int(json.loads((checkpoint_dir / "meta.json").read_text())["epoch"])
+    out = load_eval_outputs(checkpoint_dir / "eval")
+    idx = np.linspace(0, len(out) - 1, min(ROWS, len(out))).round().astype(np.int64)
+    trial_cache.mkdir(parents=True, exist_ok=True)
+    target = trial_cache / f"epoch_{epoch:04d}.npz"
+    tmp = target.with_name(target.stem + ".tmp.npz")
+    arrays: dict[str, Any] = {k: out.images[k][idx] for k in KINDS}
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(target)
+    return target
+
+
+def milestones(max_epochs: int, asha: bool, grace_period: int, reduction_factor: float) -> list[int]:
+    """Epochs to draw: ASHA's rungs (grace, grace*rf, ...) below max_epochs, and max_epochs."""
+    epochs = {max_epochs}
+    rung = float(grace_period)
+    while asha and reduction_factor > 1 and rung < max_epochs:
+        epochs.add(int(rung))
+        rung *= reduction_factor
+    return sorted(epochs)
+
+
+def sheet_columns(report: Any, top: int = 3) -> list[tuple[str, str]]:
+    """The baseline, then the `top` best search trials (at the top rung), as (label, trial_id)."""
+    from sweeps.report import ranked
+
+    columns = [("baseline", report.baseline.trial_id)] if report.baseline is not None else []
+    best = [r for r in ranked(report) if report.baseline is None or r.trial_id != report.baseline.trial_id]
+    return columns + [(f"trial {r.number}", r.trial_id) for r in best[:top]]
+
+
+def sheet(cache: Path, columns: Sequence[tuple[str, str]], epoch: int) -> Image.Image | None:
+    """One contact sheet: `columns` are (label, trial_id), the first one's inputs label the rows."""
+    loaded = {tid: _load(cache / tid / f"epoch_{epoch:04d}.npz") for _, tid in columns}
+    first = next((v for v in loaded.values() if v is not None), None)
+    if first is None:
+        return None
+    rows, size = first["target"].shape[0], first["target"].shape[1]
+    grey = np.full((rows, size, size, 3), 160, np.uint8)
+    labels = ["appearance", "pose", "target", *(f"{name}" for name, _ in columns)]
+    labels += ["other appearance", *(f"{name}: other" for name, _ in columns)]
+    blocks = [first["appearance"], first["pose"], first["target"]]
+    blocks += [v["transfer"] if v is not None else grey for v in loaded.values()]
+    blocks += [first["other_appearance"]]
+    blocks += [v["other_transfer"] if v is not None else grey for v in loaded.values()]
+    scale = max(1, 96 // size)  # small images are enlarged (nearest) so a face is visible
+    tile = size * scale
+    width, height = len(blocks) * (tile + PAD) + PAD, LABEL_H + rows * (tile + PAD) + PAD
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, (label, block) in enumerate(zip(labels, blocks, strict=True)):
+        x = PAD + c * (tile + PAD)
+        draw.text((x + 1, 1), label[: max(4, tile // 6)], fill="black")
+        for r in range(rows):
+            img = Image.fromarray(block[r]).resize((tile, tile), Image.Resampling.NEAREST)
+            canvas.paste(img, (x, LABEL_H + PAD + r * (tile + PAD)))
+    return canvas
+
+
+def _load(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in KINDS}
+
+
+def write_sheets(sweep_dir: Path, columns: Sequence[tuple[str, str]], epochs: Sequence[int]) -> list[Path]:
+    """`contact_sheets/epoch_NNNN.png` for each milestone that any of the trials reached."""
+    out = []
+    for epoch in epochs:
+        image = sheet(sweep_dir / CACHE_DIR, columns, epoch)
+        if image is None:
+            continue
+        path = sweep_dir / SHEET_DIR / f"epoch_{epoch:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        out.append(path)
+    return out
