@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from ray import tune
 
+from sweeps.outcome import stage
 from vunet_core import load_eval_outputs
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class ContactCache(tune.Callback):
         self.root = sweep_dir / CACHE_DIR
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        if stage(trial) != "search":  # the sheets compare search trials
+            return
         path = Path(getattr(checkpoint, "path", ""))
         try:
             keep(path, self.root / str(trial.trial_id))
