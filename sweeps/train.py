@@ -88,15 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def reuse_notes(source: Config, cfg: Config, record: dict[str, Any]) -> list[str]:
-    """What the reuse keeps from the config file: threads and seed, and the schedules at the new length."""
-    t = cfg.training
+    """What the run keeps from the config file (threads, seed) and where its schedules land at the new length."""
     where = f"trial {record['trial_id']}" if record.get("trial_id") else "the config file"
-    threads = f"{t.num_threads} torch threads" if t.num_threads else "every core (training/num_threads 0)"
-    lines = [
-        f"reproducing {where}: {threads} and training/seed {t.seed} "
-        "(set training/num_threads N or training/seed N to change them)"
-    ]
-    if source.training.steps_per_epoch and t.steps_per_epoch:  # lengths known without reading the data
+    lines = []
+    for key, label in (("num_threads", "torch threads (0 = every core)"), ("seed", "seed")):
+        now, was = getattr(cfg.training, key), getattr(source.training, key)
+        same = "as in" if now == was else f"overridden; {was} in"
+        lines.append(f"training/{key} {now}: {label}, {same} {where}")
+    if source.training.steps_per_epoch and cfg.training.steps_per_epoch:  # lengths known without the data
         before, after = total_steps(source, 0), total_steps(cfg, 0)
         if before != after:
             lines += [f"schedule {m}" for m in schedule_mapping(source, before, cfg, after)]

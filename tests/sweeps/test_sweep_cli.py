@@ -177,7 +177,8 @@ def test_best_config_reproduces_its_trial_as_a_tracked_single_run(smoke: tuple[P
     cmd = [sys.executable, str(ROOT / "sweeps" / "train.py"), str(best)]  # the trial's length: 2 epochs
     out = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"reproducing trial {record['trial_id']}: 1 torch threads and training/seed 0" in out.stdout
+    assert f"training/num_threads 1: torch threads (0 = every core), as in trial {record['trial_id']}" in out.stdout
+    assert f"training/seed 0: seed, as in trial {record['trial_id']}" in out.stdout
     client = client_for(cwd)
     exp = client.get_experiment_by_name("smoke")
     assert exp is not None
@@ -201,12 +202,16 @@ def test_reuse_notes_say_what_is_kept_and_map_schedules_to_the_new_length() -> N
     longer = resolve_config([], {"training/num_epochs": 80, "training/steps_per_epoch": 60, "training/num_threads": 1})
     notes = reuse_notes(source, longer, {"trial_id": "abc_00002"})
     assert notes == [
-        "reproducing trial abc_00002: 1 torch threads and training/seed 0 "
-        "(set training/num_threads N or training/seed N to change them)",
+        "training/num_threads 1: torch threads (0 = every core), as in trial abc_00002",
+        "training/seed 0: seed, as in trial abc_00002",
         "schedule optimizer LR decay 5-480 of 480 steps -> 48-4800 of 4800",
         "schedule losses/KL ramp 240-360 of 480 steps -> 2400-3600 of 4800",
     ]
-    assert len(reuse_notes(source, source, {})) == 1  # same length: nothing to map
+    all_cores = resolve_config([], {"training/num_threads": 0})
+    assert reuse_notes(source, all_cores, {})[0] == (
+        "training/num_threads 0: torch threads (0 = every core), overridden; 1 in the config file"
+    )
+    assert len(reuse_notes(source, source, {})) == 2  # same length: nothing to map
 
 
 @pytest.mark.parametrize(
