@@ -50,6 +50,7 @@ class ProgressLines(tune.Callback):
             return
         epoch = result.get("training_iteration", 0)
         print(f"{trial_label(trial)} epoch {epoch}/{self.max_epochs}: {self._value(result)}", flush=True)
+        self.maybe_table(trials)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -63,7 +64,8 @@ class ProgressLines(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         print(f"{trial_label(trial)} crashed (error log: {getattr(trial, 'error_file', '?')})", flush=True)
 
-    def on_step(self, iteration: int, trials: list[Any], **info: Any) -> None:
+    def maybe_table(self, trials: list[Any]) -> None:
+        """The compact table, at most every `every_s` (checked on each reported epoch)."""
         now = time.monotonic()
         if now - self.last_table >= self.every_s and trials:
             self.last_table = now
