@@ -6,7 +6,8 @@ driver) keeps a few fixed pairs of every trial and epoch as a small `.npz` under
 `<sweep dir>/contact/`, because Tune keeps only each trial's newest checkpoints. At the
 end, :func:`write_sheets` draws one PNG per epoch milestone (ASHA's rungs and the last
 epoch): a row per validation pair, columns appearance | pose | target, then each trial's
-transfer, then the other person's appearance and each trial's transfer of it. A trial
+transfer, then the other person's appearance and each trial's transfer of it (a title row names
+the groups, so column labels are just the trial names). A trial
 that stopped before a milestone shows a grey tile.
 """
 
@@ -32,6 +33,7 @@ KINDS = ("appearance", "pose", "target", "transfer", "other_appearance", "other_
 CACHE_DIR = "contact"
 SHEET_DIR = "contact_sheets"
 LABEL_H = 14
+HEADER_H = 2 * LABEL_H  # a row of group titles, then a row of column labels
 PAD = 2
 
 
@@ -94,24 +96,42 @@ def sheet(cache: Path, columns: Sequence[tuple[str, str]], epoch: int) -> Image.
         return None
     rows, size = first["target"].shape[0], first["target"].shape[1]
     grey = np.full((rows, size, size, 3), 160, np.uint8)
-    labels = ["appearance", "pose", "target", *(f"{name}" for name, _ in columns)]
-    labels += ["other appearance", *(f"{name}: other" for name, _ in columns)]
+    names = [name for name, _ in columns]
+    labels = ["appearance", "pose", "target", *names, "appearance", *names]
     blocks = [first["appearance"], first["pose"], first["target"]]
     blocks += [v["transfer"] if v is not None else grey for v in loaded.values()]
     blocks += [first["other_appearance"]]
     blocks += [v["other_transfer"] if v is not None else grey for v in loaded.values()]
+    # a header over each group of columns, so each column's own label stays short
+    groups = [("inputs", 3), ("transfer", len(columns)), ("another person's appearance -> transfer", 1 + len(columns))]
     scale = max(1, 96 // size)  # small images are enlarged (nearest) so a face is visible
     tile = size * scale
-    width, height = len(blocks) * (tile + PAD) + PAD, LABEL_H + rows * (tile + PAD) + PAD
+    width, height = len(blocks) * (tile + PAD) + PAD, HEADER_H + rows * (tile + PAD) + PAD
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
+    first_col = 0
+    for title, span in groups:
+        x0 = PAD + first_col * (tile + PAD)
+        x1 = x0 + span * (tile + PAD) - PAD
+        draw.text((x0 + 1, 1), _fit(draw, title, x1 - x0 - 2), fill="black")
+        draw.line((x0, LABEL_H - 2, x1, LABEL_H - 2), fill="grey")
+        first_col += span
     for c, (label, block) in enumerate(zip(labels, blocks, strict=True)):
         x = PAD + c * (tile + PAD)
-        draw.text((x + 1, 1), label[: max(4, tile // 6)], fill="black")
+        draw.text((x + 1, LABEL_H + 1), _fit(draw, label, tile - 2), fill="black")
         for r in range(rows):
             img = Image.fromarray(block[r]).resize((tile, tile), Image.Resampling.NEAREST)
-            canvas.paste(img, (x, LABEL_H + PAD + r * (tile + PAD)))
+            canvas.paste(img, (x, HEADER_H + PAD + r * (tile + PAD)))
     return canvas
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: float) -> str:
+    """`text`, shortened with an ellipsis only if it is wider than `width` pixels."""
+    if draw.textlength(text) <= width:
+        return text
+    while len(text) > 1 and draw.textlength(text + "..") > width:
+        text = text[:-1]
+    return text + ".."
 
 
 def _load(path: Path) -> dict[str, np.ndarray] | None:

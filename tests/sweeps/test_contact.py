@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeps.contact import KINDS, ROWS, milestones, sheet
+from PIL import Image, ImageDraw
+
+from sweeps.contact import HEADER_H, KINDS, PAD, ROWS, _fit, milestones, sheet
 
 
 def test_milestones_are_the_asha_rungs_and_the_last_epoch() -> None:
@@ -28,8 +30,15 @@ def test_sheet_puts_each_trials_transfer_side_by_side_and_greys_a_stopped_trial(
     assert image is not None
     px = np.asarray(image)
     tile = 16 * 6  # 16 px enlarged to 96
-    centre = 14 + 2 + tile // 2  # first row, middle of the tile
-    columns = [px[centre, 2 + c * (tile + 2) + tile // 2, 0] for c in range(3 + 3 + 1 + 3)]
+    centre = HEADER_H + PAD + tile // 2  # first row, middle of the tile
+    columns = [px[centre, PAD + c * (tile + PAD) + tile // 2, 0] for c in range(3 + 3 + 1 + 3)]
     # appearance pose target | a b c | other appearance | a b c
     assert columns == [10, 10, 10, 10, 200, 160, 10, 10, 200, 160]
     assert sheet(tmp_path, [("trial 9", "z")], 4) is None  # nobody reached it: no sheet
+
+
+def test_labels_are_shortened_only_when_they_do_not_fit() -> None:
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    assert _fit(draw, "trial 12", 94) == "trial 12"
+    short = _fit(draw, "another person's appearance", 40)
+    assert short.endswith("..") and draw.textlength(short) <= 40
