@@ -10,8 +10,11 @@ stage was running (searcher state included, so finished trials are not run again
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import stat
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -183,5 +186,12 @@ def _trial_id(trial_dir: Path) -> str:
 
 
 def dir_size(path: Path) -> int:
-    """Bytes of the files under `path`."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+    """Bytes of the files under `path`; files and folders that vanish meanwhile (the MLflow
+    outbox drains while the sweep ends) count as gone, never as an error."""
+    total = 0
+    for root, _dirs, files in os.walk(path):  # os.walk skips folders it can no longer list
+        for name in files:
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(root, name))
+                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return total
