@@ -82,10 +82,14 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def checkpoint_config(payload: dict[str, Any]) -> Config:
     """The resolved config stored in a checkpoint.
 
-    Checkpoints written before `training/schedule_units` existed hold absolute steps.
+    Checkpoints written before `training/schedule_units` existed hold absolute steps;
+    those written before `training/precision` have `training/bf16` (true: bf16, false: fp32).
     """
     tree = yaml.safe_load(payload["config_yaml"])
-    tree.setdefault("training", {}).setdefault("schedule_units", "steps")
+    training = tree.setdefault("training", {})
+    training.setdefault("schedule_units", "steps")
+    if "bf16" in training:
+        training.setdefault("precision", "bf16" if training.pop("bf16") else "fp32")
     return config_from_tree(tree)
 
 

@@ -160,7 +160,12 @@ class TrainingConfig:
     init_batches: int = _f(4, "batches for data-dependent init (init_batches * batch_size images)", min=1)
     seed: int = _f(0, "seed of weights, sampling and data order")
     device: str = _f("auto", "auto (CUDA when available), cpu or cuda", choices=("auto", "cpu", "cuda"))
-    bf16: bool = _f(False, "bf16 autocast on CUDA")
+    precision: str = _f(
+        "auto",
+        "training step arithmetic: fp32; bf16 (autocast: convolutions and matmuls in bf16, weights, "
+        "optimizer and losses in fp32); auto = bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), else fp32",
+        choices=("auto", "fp32", "bf16"),
+    )
     channels_last: bool = _f(False, "channels_last memory format")
     num_threads: int = _f(0, "torch CPU threads (0 = torch default)", min=0)
     schedule_units: str = _f(

@@ -40,6 +40,15 @@ class VUNetOutput:
     p_means: dict[str, Tensor] = field(default_factory=dict)  # prior means (teacher-forced unless sampling)
     samples: dict[str, Tensor] = field(default_factory=dict)  # z decoded: posterior sample / mean / prior sample
 
+    def float(self) -> VUNetOutput:
+        """The same output in fp32 (a no-op for fp32 tensors; bf16 autocast outputs are cast)."""
+        return VUNetOutput(
+            image=self.image.float(),
+            q_means={k: v.float() for k, v in self.q_means.items()},
+            p_means={k: v.float() for k, v in self.p_means.items()},
+            samples={k: v.float() for k, v in self.samples.items()},
+        )
+
 
 # --------------------------------------------------------------------------- scale arithmetic (§3)
 

@@ -86,6 +86,21 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CPU with AVX512-BF16 or AMX (oneDNN's fast kernels)."""
+    if device.type != "cpu":
+        return False  # CUDA: auto stays fp32 until bf16 is measured there (set precision bf16 to use it)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu has no public form of these
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`training/precision` on this device: fp32 or bf16 (auto: bf16 where it is native, see native_bf16)."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return name
+
+
 def steps_per_epoch(cfg: Config, num_train: int) -> int:
     return cfg.training.steps_per_epoch or math.ceil(num_train / cfg.training.batch_size)
 
@@ -135,6 +150,7 @@ class _Run:
             torch.set_num_threads(cfg.training.num_threads)
         _seed_everything(cfg.training.seed)
         self.device = select_device(cfg.training.device)
+        self.precision = resolve_precision(cfg.training.precision, self.device)
         self.splits: Splits = (
             splits if splits is not None else prepare_data(cfg, progress=progress, report=_note if progress else None)
         )
@@ -144,6 +160,8 @@ class _Run:
         if progress:
             total = schedules.total_steps(cfg, len(self.splits.train))
             _note("schedules: " + "; ".join(schedules.describe_schedules(cfg, total)))
+            auto = " (auto)" if cfg.training.precision == "auto" else ""
+            _note(f"training step: {self.precision}{auto} on {self.device.type}, {torch.get_num_threads()} threads")
             before = checkpoint_config(payload) if payload is not None else None
             if before is not None and (was := schedules.total_steps(before, len(self.splits.train))) != total:
                 lines = schedules.schedule_mapping(before, was, cfg, total)
@@ -177,8 +195,13 @@ class _Run:
         return t.contiguous(memory_format=torch.channels_last) if self.cfg.training.channels_last else t
 
     def _autocast(self) -> torch.autocast | nullcontext[None]:
-        if self.cfg.training.bf16 and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast of the training forward (convolutions and matmuls in bf16, weights fp32).
+
+        On CPU this uses AVX512-BF16 / AMX through oneDNN where the CPU has them (elsewhere
+        bf16 is emulated and slower). Validation and eval outputs always run in fp32.
+        """
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def checkpoint(self) -> Path:
@@ -189,7 +212,8 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, self.cfg.optimizer)
         with self._autocast():
-            out = self.model(self._x(batch.pose), self._x(batch.appearance), mode="train")
+            out = self.model(self._x(batch.pose), self._x(batch.appearance), mode="train").float()
+            # the loss terms see fp32 outputs: L1 means and KL sums keep fp32 accuracy under bf16
             losses = compute_losses(self.cfg.losses, step, self._x(batch.target), out, self.perceptual)
         values = {name: float(v.detach()) for name, v in losses["batch"].items()}
         for name, value in values.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from PIL import Image, ImageDraw
 
 from sweeps.contact import HEADER_H, KINDS, PAD, ROWS, _fit, milestones, sheet

@@ -7,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from ray.tune.schedulers import TrialScheduler
 
 from sweeps.tuner import BaselineKeepingASHA, dir_size

@@ -27,7 +27,7 @@ def test_override_grammar_parses_yaml_scalars_and_lists() -> None:
         "1e-3",
         "training/batch_size",
         "8",
-        "training/bf16",
+        "training/channels_last",
         "true",
         "losses/perceptual/feature_weights",
         "[1, 2.5, 0, 0, 0, 0]",
@@ -40,7 +40,7 @@ def test_override_grammar_parses_yaml_scalars_and_lists() -> None:
     assert parsed == {
         "losses/KL/end_ramp_val": 0.001,
         "training/batch_size": 8,
-        "training/bf16": True,
+        "training/channels_last": True,
         "losses/perceptual/feature_weights": [1, 2.5, 0, 0, 0, 0],
         "training/name": "my run",
         "a/b": -2,

@@ -10,13 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+import yaml
 
-from vunet_core.checkpoint import drop_optimizer_state
-from vunet_core.config import ConfigError, resolve_config
+from vunet_core.checkpoint import checkpoint_config, drop_optimizer_state
+from vunet_core.config import ConfigError, render_config, resolve_config
 from vunet_core.evaluation import IMAGE_KINDS, load_eval_outputs
 from vunet_core.metrics import reported_metrics
 from vunet_core.schedules import in_steps
-from vunet_core.training import DivergedError, evaluate_checkpoint, lr_at, train_epochs
+from vunet_core.training import DivergedError, evaluate_checkpoint, lr_at, resolve_precision, train_epochs
 
 
 def test_two_epochs_report_documented_metrics_and_write_outputs(tiny_overrides: dict[str, Any], tmp_path: Path) -> None:
@@ -44,8 +46,9 @@ def test_two_epochs_report_documented_metrics_and_write_outputs(tiny_overrides: 
     assert loaded.losses["val/transfer/l1"].mean() == pytest.approx(results[-1].metrics["val/transfer/l1"], rel=1e-5)
 
 
-def test_resume_continues_exactly(tiny_overrides: dict[str, Any], tmp_path: Path) -> None:
-    cfg = resolve_config([], tiny_overrides)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_exactly(tiny_overrides: dict[str, Any], tmp_path: Path, precision: str) -> None:
+    cfg = resolve_config([], {**tiny_overrides, "training/precision": precision})
     straight = list(train_epochs(cfg, tmp_path / "a"))
     first = next(iter(train_epochs(cfg, tmp_path / "b")))  # stopped after epoch 1 of the same run
     resumed = list(train_epochs(cfg, tmp_path / "b", resume=first.checkpoint))
@@ -101,3 +104,22 @@ def test_lr_schedule_matches_reference() -> None:
     assert lr_at(50500, cfg.optimizer) == pytest.approx(0.5e-3)
     assert lr_at(100000, cfg.optimizer) == 0.0
     assert lr_at(200000, cfg.optimizer) == 0.0
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", cpu) == "fp32"  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_precision("auto", cpu) == "bf16"
+    assert resolve_precision("auto", cuda) == "fp32"  # not measured on CUDA: bf16 only when asked for
+
+
+def test_checkpoints_from_before_precision_keep_how_they_trained(tiny_overrides: dict[str, Any]) -> None:
+    tree = yaml.safe_load(render_config(resolve_config([], tiny_overrides)))
+    for old, new in ((True, "bf16"), (False, "fp32")):
+        training = {k: v for k, v in tree["training"].items() if k != "precision"}
+        payload = {"config_yaml": yaml.safe_dump({**tree, "training": {**training, "bf16": old}})}
+        assert checkpoint_config(payload).training.precision == new
