@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
     """Make file settings absolute: Ray runs trials in other working directories."""
-    from vunet_core.paths import get_path, set_path
+    from vunet_core import get_path, set_path
 
     out = tree
     for path in PATH_KEYS:
@@ -59,7 +59,7 @@ def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
 
 def preflight(spec: SweepSpec, cwd: Path, uri: str) -> dict[str, Any]:
     """Resolve the base tree (paths against `cwd`) and check inputs and tracking; raises user errors."""
-    from vunet_core.training import check_inputs
+    from vunet_core import check_inputs
 
     base_tree = absolute_paths(spec.base_tree(), cwd)
     check_inputs(config_from_tree(base_tree))
@@ -144,7 +144,7 @@ def run_sweep(
 ) -> int:
     """Run the sweep to its end (or to SIGINT/SIGTERM) and report; returns the exit code."""
     from sweeps.searcher import fail_running_trials
-    from vunet_core.data import prepare_data
+    from vunet_core import prepare_data
 
     log_file = console.configure(sweep_dir, verbose)
 

@@ -34,8 +34,7 @@ def sample_points(spec: SweepSpec, n: int) -> list[dict[str, Any]]:
 
 
 def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
-    from vunet_core.data import prepare_data
-    from vunet_core.training import probe_step, steps_per_epoch
+    from vunet_core import prepare_data, probe_step, steps_per_epoch
 
     prepare_data(config_from_tree(base_tree), progress=True)  # generate once, with progress
     print(

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bound_http_calls()
     try:
         cfg = resolve_config([args.config], {"training/progress": True, **parse_overrides(rest)})
-        from vunet_core.training import check_inputs
+        from vunet_core import check_inputs
 
         check_inputs(cfg)
         check_writable_dir(Path(args.runs_dir), "--runs-dir")

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vunet_core import Config, config_from_tree, flat_config, flatten, unflatten
-from vunet_core.paths import apply_overrides
+from vunet_core import Config, apply_overrides, config_from_tree, flat_config, flatten, unflatten
 
 META = "sweep"  # the trial config's entry about the trial itself (never a config path)
 

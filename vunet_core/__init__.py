@@ -18,6 +18,7 @@ from vunet_core.config import (
     render_config,
     resolve_config,
 )
+from vunet_core.data import prepare_data
 from vunet_core.evaluation import EvalOutputs, load_eval_outputs
 from vunet_core.metrics import metric_directions, reported_metrics
 from vunet_core.paths import (
@@ -26,14 +27,16 @@ from vunet_core.paths import (
     binary_text_problem,
     check_writable_dir,
     flatten,
+    get_path,
     merge_yaml_files,
     one_line,
     parse_overrides,
     read_yaml_text,
+    set_path,
     unflatten,
 )
 from vunet_core.schedules import describe_schedules, in_steps, schedule_mapping, total_steps
-from vunet_core.training import DivergedError, EpochResult, train_epochs
+from vunet_core.training import DivergedError, EpochResult, check_inputs, probe_step, steps_per_epoch, train_epochs
 
 __all__ = [
     "ARCHITECTURE_KEYS",
@@ -43,6 +46,12 @@ __all__ = [
     "DivergedError",
     "EpochResult",
     "train_epochs",
+    "check_inputs",
+    "probe_step",
+    "steps_per_epoch",
+    "prepare_data",
+    "get_path",
+    "set_path",
     "Config",
     "ConfigError",
     "PathsError",
