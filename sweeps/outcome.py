@@ -50,3 +50,13 @@ def trial_label(trial: Any) -> str:
     if meta.get("stage") == "confirm":
         return f"confirm {meta.get('candidate')} seed {meta.get('seed')} ({trial.trial_id})"
     return f"trial {trial_number(trial)} ({trial.trial_id})"
+
+
+def trial_dirname(trial: Any) -> str:
+    """Tune's directory of a trial (its `trial_dirname_creator`), ending in the trial id:
+    `trial_3_1d868443`, `confirm_trial_3_seed_1_4c0f2a19`."""
+    meta = trial_meta(getattr(trial, "config", None) or {})
+    if meta.get("stage") == "confirm":
+        candidate = str(meta.get("candidate")).replace(" ", "_")
+        return f"confirm_{candidate}_seed_{meta.get('seed')}_{trial.trial_id}"
+    return f"trial_{trial_number(trial)}_{trial.trial_id}"

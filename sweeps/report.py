@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sweeps.outcome import is_baseline, trial_number, trial_state
@@ -50,27 +51,30 @@ class SweepReport:
         return sum(r.train_s for r in self.rows)
 
 
-def _row(trial: Any, spec: SweepSpec) -> TrialRow:
-    last = dict(trial.last_result or {})
+def _row(result: Any, spec: SweepSpec) -> TrialRow:
+    """One trial's row from its `ray.tune.Result` (last reported metrics, config, error)."""
+    last = dict(result.metrics or {})
+    config = dict(result.config or {})
     value = last.get(spec.metric)
+    # a trial that crashed before its first report has no metrics: its directory names it
+    trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
     return TrialRow(
-        trial_id=str(trial.trial_id),
-        number=trial_number(trial),
-        state=trial_state(last, error=trial.status == "ERROR", max_epochs=spec.max_epochs),
+        trial_id=trial_id,
+        number=trial_number(SimpleNamespace(config=config)),
+        state=trial_state(last, error=result.error is not None, max_epochs=spec.max_epochs),
         epochs=int(last.get("training_iteration", 0)),
         metric=float(value) if isinstance(value, (int, float)) else float("nan"),
-        config=dict(trial.config),
+        config=config,
         train_s=float(last.get("time_total_s", 0.0)),
     )
 
 
 def build_report(spec: SweepSpec, results: Any, wall_s: float) -> SweepReport:
-    """Rows from Tune's trials (the ResultGrid's analysis keeps each trial's status and last result)."""
-    trials = list(results._experiment_analysis.trials)
-    rows = [_row(trial, spec) for trial in trials]
+    """Rows from the search stage's `ray.tune.ResultGrid`, one per trial."""
+    rows = [_row(result, spec) for result in results]
     report = SweepReport(spec, rows, wall_s)
     report.best = next(iter(ranked(report)), None)
-    report.baseline = next((r for r, t in zip(rows, trials, strict=True) if is_baseline(t)), None)
+    report.baseline = next((r for r in rows if is_baseline(SimpleNamespace(config=r.config))), None)
     return report
 
 

@@ -29,3 +29,35 @@ def test_table_counts_states_and_lists_the_best_first(capsys: Any) -> None:
     assert [row.split()[0] for row in out[2:]] == ["2", "0", "1", "3"]
     assert out[2].split() == ["2", "running", "3/8", "0.18", "0.01"]
     assert out[5].split() == ["3", "pending", "0/8", "-", "0.5"]
+
+
+def test_trial_directories_are_short_and_end_in_the_trial_id() -> None:
+    from sweeps.outcome import trial_dirname
+
+    assert trial_dirname(_trial(3, "PENDING", 0, 0.0, 0.5)) == "trial_3_id3"
+    confirm = SimpleNamespace(
+        trial_id="4c0f2a19", config={"sweep": {"stage": "confirm", "candidate": "trial 3", "seed": 1}}
+    )
+    assert trial_dirname(confirm) == "confirm_trial_3_seed_1_4c0f2a19"
+
+
+def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_before_reporting() -> None:
+    from sweeps.report import build_report
+
+    spec = SimpleNamespace(metric="val/transfer/l1", mode="min", max_epochs=8)
+    base = {"sweep": {"stage": "search", "optuna_trial": 0, "baseline": True}}
+    done = SimpleNamespace(
+        metrics={"trial_id": "aa", "training_iteration": 8, "val/transfer/l1": 0.17, "time_total_s": 9.0},
+        config=base,
+        error=None,
+        path="/x/tune/trial_0_aa",
+    )
+    crashed = SimpleNamespace(
+        metrics={}, config={"sweep": {"optuna_trial": 1}}, error=RuntimeError("boom"), path="/x/tune/trial_1_bb"
+    )
+    report = build_report(spec, [done, crashed], 10.0)  # type: ignore[arg-type]
+    assert [(r.trial_id, r.number, r.state, r.epochs) for r in report.rows] == [
+        ("aa", 0, "completed", 8),
+        ("bb", 1, "crashed", 0),
+    ]
+    assert report.baseline is report.rows[0] and report.best is report.rows[0]
