@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,15 @@ def test_mapping_names_old_and_new_steps() -> None:
 def test_schedule_points_out_of_their_units_are_errors(over: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         _cfg(**over)
+
+
+def test_the_shipped_gpu_recipe_is_the_reference_100k_step_schedule() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = resolve_config([str(root / "configs" / "gpu_128.yaml")], {})
+    assert (cfg.model.spatial_size, cfg.model.box_factor, cfg.model.bottleneck_factor) == (128, 1, 1)
+    total = total_steps(cfg, num_train=10**6)
+    steps = in_steps(cfg, total)
+    assert total == 100_000
+    assert (steps.optimizer.lr_decay_begin, steps.optimizer.lr_decay_end) == (1000, 100_000)
+    assert (steps.losses.KL.start_ramp_it, steps.losses.KL.end_ramp_it) == (50_000, 75_000)
+    assert cfg.losses.perceptual.weight == 5.0 and cfg.losses.color_L1.weight == 0.0  # the original objective
