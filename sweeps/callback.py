@@ -26,8 +26,8 @@ from ray import tune
 
 from sweeps.outbox import Outbox
 from sweeps.outcome import is_baseline, stage, trial_label, trial_state
+from sweeps.search import sampled_flat, trial_flat_config, trial_meta
 from sweeps.tracking import MAX_BATCH, PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
-from sweeps.trial_config import sampled_flat, trial_flat_config, trial_meta
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from scipy import stats
 
 from sweeps.outcome import trial_state
 from sweeps.report import SweepReport, TrialRow, ranked
+from sweeps.search import META, nest, sampled_flat, trial_meta
 from sweeps.spec import SweepSpec
-from sweeps.trial_config import META, nest, sampled_flat, trial_meta
 
 LEVEL = 0.95
 BETTER, SAME, WORSE = "better", "no detectable difference", "worse"

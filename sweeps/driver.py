@@ -30,10 +30,10 @@ from sweeps.interrupt import Interrupts
 from sweeps.outbox import Outbox
 from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, TrialRow, build_report, print_report, write_report
+from sweeps.search import trial_cfg
 from sweeps.spec import SweepSpec
 from sweeps.sweep_dir import read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
-from sweeps.trial_config import trial_cfg
 from vunet_core import config_from_tree, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")

@@ -12,9 +12,8 @@ from typing import Any
 
 import optuna
 
-from sweeps.space import baseline_point, define_by_run, make_sampler
+from sweeps.search import baseline_point, define_by_run, make_sampler, sampled_flat, trial_cfg
 from sweeps.spec import SweepSpec
-from sweeps.trial_config import sampled_flat, trial_cfg
 from vunet_core import config_from_tree
 
 NUM_SAMPLES = 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sweeps.trial_config import trial_meta
+from sweeps.search import trial_meta
 
 STATES = ("completed", "early_stopped", "diverged", "crashed")
 

@@ -21,7 +21,7 @@ from ray import tune
 
 from sweeps.outcome import trial_label, trial_state
 from sweeps.report import short_names, text_table
-from sweeps.trial_config import sampled_flat
+from sweeps.search import sampled_flat
 
 TABLE_EVERY_S = 60.0
 TABLE_ROWS = 8

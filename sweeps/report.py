@@ -21,8 +21,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from sweeps.outcome import is_baseline, trial_number, trial_state
+from sweeps.search import sampled_flat
 from sweeps.spec import SweepSpec
-from sweeps.trial_config import sampled_flat
 
 TOP_ROWS = 10
 

@@ -12,7 +12,7 @@ the truth about every trial (what Ray's stock OptunaSearch does not):
 - the baseline point (the base config's values) is enqueued first and marked in the
   trial config's `sweep` entry (never when `baseline: false`).
 
-Define-by-run (:class:`sweeps.space.SpaceFunction`) and conditional parameters work
+Define-by-run (:class:`sweeps.search.SpaceFunction`) and conditional parameters work
 as before. Optuna trials cannot be reopened: a sweep resumed after an interrupt or a
 kill ends the study's RUNNING trials as FAIL (:func:`fail_running_trials`), and a
 Tune trial that continues gets a new Optuna trial with the same parameters and the
@@ -30,9 +30,8 @@ from typing import Any, Literal
 import optuna
 from ray.tune.search import Searcher
 
-from sweeps.space import baseline_point, define_by_run, make_sampler
+from sweeps.search import META, baseline_point, define_by_run, make_sampler, nest
 from sweeps.spec import SweepSpec
-from sweeps.trial_config import META, nest
 
 STUDY_FILE = "optuna.db"
 TrialState = optuna.trial.TrialState

@@ -1,14 +1,11 @@
-"""Search space: the `parameters` grammar of a sweep file and its Optuna define-by-run.
+"""The `parameters` grammar of a sweep file and its checks against the config.
 
 Each `parameters` entry is a :class:`Distribution` over one config `/`-path: uniform,
 log-uniform, integer or integer-log range (optional `step`), categorical (`values`) or
 constant (`value`), optionally conditional (`when` a categorical parameter takes given
 values). :func:`parse_distribution`, :func:`order_parameters` and
-:func:`check_parameters` report problems for :func:`sweeps.spec.load_spec`. The tuner
-and trainable call :func:`define_by_run` (the OptunaSearch space; Optuna names each
-parameter by its path), :func:`baseline_point` (the base config as the first trial),
-:func:`make_sampler` and :func:`trial_tree` / :func:`trial_config` (Ray hands sampled
-values back nested; a trial's config is the resolved base tree with those leaves set).
+:func:`check_parameters` report problems for :func:`sweeps.spec.load_spec`. How the
+search samples them is :mod:`sweeps.search`; this module knows nothing of a sweep spec.
 """
 
 from __future__ import annotations
@@ -17,17 +14,11 @@ import difflib
 import math
 import types
 import typing
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vunet_core import Config, ConfigError, PathsError, apply_overrides, config_from_tree, flatten, number_problem
-
-if TYPE_CHECKING:
-    import optuna
-
-    from sweeps.spec import SweepSpec
 
 Report = Callable[[str, str], None]  # (key, message): one problem line
 KINDS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform", "categorical", "constant")
@@ -246,87 +237,6 @@ def _check_baseline(dist: Distribution, value: Any, key: str, report: Report) ->
         report(key, f"the base value {value!r} (baseline trial) is not among values; add it, {fix}")
     elif dist.kind != "categorical" and (value is None or (dist.log and value <= 0)):
         report(key, f"the base value {value!r} (baseline trial) cannot be a {dist.kind} value; {fix}")
-
-
-# --------------------------------------------------------------------------- Optuna / Ray side
-
-
-class SpaceFunction:
-    """Define-by-run space for OptunaSearch. A class, not a closure: Ray checkpoints the
-    searcher (and so this) with plain pickle."""
-
-    def __init__(self, parameters: dict[str, Distribution], base_values: dict[str, Any]) -> None:
-        self.parameters = dict(parameters)
-        self.base_values = dict(base_values)  # base values of `when` parents only
-
-    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        env = dict(self.base_values)
-        constants: dict[str, Any] = {}
-        for path, dist in self.parameters.items():
-            if dist.kind == "constant":
-                constants[path] = dist.value
-            elif dist.active(env):
-                env[path] = _suggest(trial, path, dist)
-        return constants  # OptunaSearch merges these into the trial config
-
-
-def _suggest(trial: optuna.Trial, path: str, dist: Distribution) -> Any:
-    low, high = dist.low, dist.high
-    if dist.kind == "categorical":
-        return trial.suggest_categorical(path, list(dist.values))
-    assert low is not None and high is not None
-    if dist.kind.startswith("int"):
-        return trial.suggest_int(path, int(low), int(high), step=int(dist.step or 1), log=dist.log)
-    return trial.suggest_float(path, float(low), float(high), step=dist.step, log=dist.log)
-
-
-def define_by_run(spec: SweepSpec) -> Callable[[optuna.Trial], dict[str, Any] | None]:
-    """The OptunaSearch `space`: suggests each active parameter by its path, returns the constants."""
-    base = flatten(spec.base_tree())
-    parents = {p for d in spec.parameters.values() for p in d.when}
-    return SpaceFunction(spec.parameters, {p: base[p] for p in parents})
-
-
-def baseline_point(spec: SweepSpec) -> dict[str, Any]:
-    """{path: base value} of every searched parameter active under the base values
-    (OptunaSearch(points_to_evaluate=[...]) runs it first)."""
-    base = flatten(spec.base_tree())
-    return {p: base[p] for p, d in spec.parameters.items() if d.kind != "constant" and d.active(base)}
-
-
-def trial_tree(spec: SweepSpec, sampled: Mapping[str, Any]) -> dict[str, Any]:
-    """Full nested config of a trial: the resolved base tree with sampled leaves set.
-
-    `sampled` may be nested (as Ray passes it) or flat; keys other than the spec's
-    parameters raise ValueError. Leaves are set on the *resolved* tree, so setting a
-    `weight` never drops a ramp (and the baseline trial equals the base config).
-    """
-    flat = flatten(sampled)
-    if unknown := sorted(set(flat) - set(spec.parameters)):
-        raise ValueError(f"sampled values for paths that are not parameters of sweep {spec.name}: {unknown}")
-    return apply_overrides(spec.base_tree(), flat)
-
-
-def trial_config(spec: SweepSpec, sampled: Mapping[str, Any]) -> Config:
-    """The validated Config of a trial (ConfigError if a sampled value is invalid)."""
-    return config_from_tree(trial_tree(spec, sampled))
-
-
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    """TPE seeded from the spec (`sampler: random`: Optuna's random search, same seed). TPE's
-    random start-up trials scale with the budget (Optuna's default 10 would make a short
-    sweep pure random search); grouped multivariate TPE when the space is conditional
-    (Optuna's advice for define-by-run spaces)."""
-    import optuna
-
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    grouped = any(d.when for d in spec.parameters.values())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=spec.seed, n_startup_trials=min(10, max(2, spec.num_samples // 4)), group=grouped
-        )
 
 
 # --------------------------------------------------------------------------- small helpers (also used by spec.py)

@@ -23,7 +23,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.trial_config import sampled_flat, trial_cfg
+from sweeps.search import sampled_flat, trial_cfg
 from vunet_core import CHECKPOINT_NAME, Config, DivergedError, train_epochs
 
 FAULT_ENV = "VUNET_SWEEPS_FAULT"  # test seam: "crash:<path>=<value>" crashes trials with that config value

@@ -15,8 +15,8 @@ from ray.tune.schedulers import TrialScheduler
 
 from sweeps import confirm
 from sweeps.report import SweepReport, TrialRow
+from sweeps.search import trial_meta
 from sweeps.searcher import StudySearcher, load_study
-from sweeps.trial_config import trial_meta
 from sweeps.tuner import make_scheduler
 from tests.sweeps.test_space import make_spec
 

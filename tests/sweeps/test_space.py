@@ -15,10 +15,10 @@ import optuna
 import pytest
 import yaml
 
+from sweeps.search import baseline_point, define_by_run, make_sampler, sampled_flat, trial_cfg, trial_meta, trial_tree
 from sweeps.searcher import StudySearcher, fail_running_trials, load_study
-from sweeps.space import baseline_point, define_by_run, make_sampler, parse_number, trial_config, trial_tree
+from sweeps.space import parse_number
 from sweeps.spec import SweepSpec, load_spec
-from sweeps.trial_config import sampled_flat, trial_meta
 from sweeps.tuner import make_searcher
 from vunet_core import ConfigError, flatten
 from vunet_core.paths import merge_trees
@@ -131,29 +131,29 @@ def test_trial_tree_accepts_nested_or_flat_and_sets_only_those_leaves(tmp_path: 
         "losses": {"KL": {"end_ramp_val": 0.25}, "color_gradient": {"weight": 5.0}},
         "model": {"appearance_input": "image"},
     }
-    tree = trial_tree(spec, flat)
-    assert tree == trial_tree(spec, nested)
+    tree = trial_tree(spec.base_tree(), flat)
+    assert tree == trial_tree(spec.base_tree(), nested)
     changed = {p for p, v in flatten(tree).items() if flatten(spec.base_tree())[p] != v}
     assert changed == set(flat)
-    cfg = trial_config(spec, nested)
+    cfg = trial_cfg(spec.base_tree(), nested)
     assert cfg.losses.KL.end_ramp_val == 0.25 and cfg.losses.KL.ramped  # the ramp stays on
     assert cfg.training.num_epochs == spec.max_epochs and cfg.training.progress is False
 
 
 def test_baseline_trial_is_exactly_the_base_config(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, base={"losses": {"color_L2": {"weight": 3.3}}})
-    assert trial_tree(spec, baseline_point(spec)) == spec.base_tree()
-    assert trial_config(spec, baseline_point(spec)) == spec.base_config()
+    assert trial_tree(spec.base_tree(), baseline_point(spec)) == spec.base_tree()
+    assert trial_cfg(spec.base_tree(), baseline_point(spec)) == spec.base_config()
 
 
-def test_trial_tree_rejects_paths_that_are_not_parameters(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="not parameters of sweep space"):
-        trial_tree(make_spec(tmp_path), {"model": {"drop_prob": 0.2}})
+def test_trial_config_rejects_a_sampled_path_that_is_not_a_config_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown config path losses/KL/end_ramp_vale; did you mean"):
+        trial_cfg(make_spec(tmp_path).base_tree(), {"losses": {"KL": {"end_ramp_vale": 0.2}}})
 
 
 def test_trial_config_validates_sampled_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model/appearance_input"):
-        trial_config(make_spec(tmp_path), {"model/appearance_input": "pixels"})
+        trial_cfg(make_spec(tmp_path).base_tree(), {"model/appearance_input": "pixels"})
 
 
 def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Pa
     configs = run_searcher(searcher(spec, tmp_path / "sweep"), 12)
     assert trial_meta(configs[0]) == {"stage": "search", "baseline": True, "optuna_trial": 0}
     assert not any(trial_meta(c)["baseline"] for c in configs[1:])
-    assert trial_tree(spec, sampled_flat(configs[0])) == spec.base_tree()  # Ray passes nested values back
+    assert trial_tree(spec.base_tree(), sampled_flat(configs[0])) == spec.base_tree()  # Ray passes nested values back
     assert sampled_flat(configs[0])["losses/KL/start_ramp_it"] == 30  # enqueued as is, not snapped to the grid
     for config in configs[1:]:
         check_sample(sampled_flat(config))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sweeps.space import baseline_point
+from sweeps.search import baseline_point
 from sweeps.spec import ConfirmSpec, Distribution, SpecError, SweepSpec, load_spec
 from vunet_core import config_from_tree, parse_overrides
 
