@@ -80,7 +80,7 @@ class SpaceFunction:
                 constants[path] = dist.value
             elif dist.active(env):
                 env[path] = _suggest(trial, path, dist)
-        return constants  # OptunaSearch merges these into the trial config
+        return constants  # the searcher merges these into the trial config
 
 
 def _suggest(trial: optuna.Trial, path: str, dist: Distribution) -> Any:
@@ -94,7 +94,7 @@ def _suggest(trial: optuna.Trial, path: str, dist: Distribution) -> Any:
 
 
 def define_by_run(spec: SweepSpec) -> Callable[[optuna.Trial], dict[str, Any] | None]:
-    """The OptunaSearch `space`: suggests each active parameter by its path, returns the constants."""
+    """The searcher's define-by-run space: suggests each active parameter by its path, returns the constants."""
     base = flatten(spec.base_tree())
     parents = {p for d in spec.parameters.values() for p in d.when}
     return SpaceFunction(spec.parameters, {p: base[p] for p in parents})
@@ -102,7 +102,7 @@ def define_by_run(spec: SweepSpec) -> Callable[[optuna.Trial], dict[str, Any] | 
 
 def baseline_point(spec: SweepSpec) -> dict[str, Any]:
     """{path: base value} of every searched parameter active under the base values
-    (OptunaSearch(points_to_evaluate=[...]) runs it first)."""
+    (the searcher enqueues it as Optuna trial 0)."""
     base = flatten(spec.base_tree())
     return {p: base[p] for p, d in spec.parameters.items() if d.kind != "constant" and d.active(base)}
 
