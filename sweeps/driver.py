@@ -125,8 +125,13 @@ def _log_parent_inputs(outbox: Outbox, spec: SweepSpec, base_tree: dict[str, Any
         "max_epochs": spec.max_epochs,
         "scheduler": spec.scheduler.type,
         "searched": ",".join(spec.parameters),
+        "resources/cpu": spec.cpu,
+        "resources/gpu": spec.gpu,
+        "resources/gpu_auto": spec.gpu_auto,
     }
     outbox.put("log_batch", PARENT, params=[[k, param_str(v)] for k, v in params.items()])
+    if spec.gpu_note:
+        outbox.put("log_batch", PARENT, tags=[["gpu_packing", spec.gpu_note]])
     outbox.put("log_text", PARENT, text=spec.source_text, artifact_file="search_space.yaml")
     outbox.put("log_text", PARENT, text=render_config(config_from_tree(base_tree)), artifact_file="base_config.yaml")
 

@@ -42,7 +42,8 @@ def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
     for i, point in enumerate(sample_points(spec, min(NUM_SAMPLES, spec.num_samples))):
         cfg = trial_cfg(base_tree, point)
         trial_splits = prepare_data(cfg, progress=False)  # reuses the cache when data settings match
-        step_s, params = probe_step(cfg, trial_splits)
+        probe = probe_step(cfg, trial_splits)
+        step_s, params = probe.seconds, probe.num_parameters
         steps = steps_per_epoch(cfg, len(trial_splits.train))
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled_flat(point).items()

@@ -81,12 +81,16 @@ def _main(args: argparse.Namespace, rest: list[str]) -> int:
         else:
             uri, cwd = tracking_uri(), Path.cwd()
         from sweeps.driver import preflight, sync
+        from sweeps.gpu import resolve_gpu
 
         if (args.sync or args.resume) and not args.dry_run:
             hold_sweep_lock(sweep_dir)
         if args.sync:
             return sync(spec, sweep_dir)
         base_tree = preflight(spec, cwd, uri)
+        spec, packing = resolve_gpu(spec, base_tree)  # resources/gpu auto: measured before Ray starts
+        if packing is not None:
+            print(packing.line, flush=True)
         if not (args.resume or args.dry_run):
             sweep_dir = create_sweep_dir(out_dir, spec.name)
             hold_sweep_lock(sweep_dir)

@@ -120,13 +120,15 @@ class SweepSpec:
     max_epochs: int
     scheduler: SchedulerSpec
     cpu: float
-    gpu: float
+    gpu: float  # per trial; with gpu_auto, 0 until sweeps.gpu.resolve_gpu measures it
     seed: int
     time_budget_s: float | None
     max_failures: int
     baseline: bool
     sampler: str = "tpe"
     confirm: ConfirmSpec | None = None
+    gpu_auto: bool = False  # `resources: {gpu: auto}`: as many trials per GPU as fit (sweeps/gpu.py)
+    gpu_note: str = field(default="", compare=False)  # what `auto` measured, once resolved
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     # The resolved base tree, kept so Ray workers never re-read base files (a cluster node may lack them).
     resolved_tree: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -271,7 +273,7 @@ def _parse(
         # A trial computes with as many torch threads as CPUs it holds (Ray sets OMP_NUM_THREADS
         # so); written into its config, best_config.yaml reproduces the trial's numerics.
         full["training"]["num_threads"] = max(1, int(s["cpu"]))
-    if full is not None and s["gpu"] == 0 and full["training"]["device"] == "cuda":
+    if full is not None and s["gpu"] == 0 and not s["gpu_auto"] and full["training"]["device"] == "cuda":
         rep.add("resources/gpu", "is 0 but training/device is cuda; give each trial a GPU (e.g. 0.5 or 1)")
     confirm = _confirm(raw, full, s, rep)
     if rep.problems or full is None or epochs is None:
@@ -335,7 +337,8 @@ def _scalars(raw: dict[str, Any], epochs: int, rep: _Report) -> dict[str, Any]:
         "max_failures": _count(raw, "max_failures", 1, 0, rep) or 0,
         "scheduler": _scheduler(_mapping(raw, "scheduler", rep), epochs, rep),
         "cpu": _resource(res, "cpu", 1.0, rep),
-        "gpu": _resource(res, "gpu", 0.0, rep),
+        "gpu": 0.0 if res.get("gpu") == "auto" else _resource(res, "gpu", 0.0, rep),
+        "gpu_auto": res.get("gpu") == "auto",
         "time_budget_s": None if budget is None else float(budget),
         "baseline": raw.get("baseline", True) is not False,
         "sampler": str(raw.get("sampler", "tpe")),
@@ -443,7 +446,10 @@ def _resource(raw: dict[str, Any], key: str, default: float, rep: _Report) -> fl
     # Ray accepts fractions up to 1 and whole numbers above.
     if value is None or value < 0 or (key == "cpu" and value == 0) or (value > 1 and not float(value).is_integer()):
         least = "> 0" if key == "cpu" else ">= 0"
-        rep.add(f"resources/{key}", f"got {raw.get(key)!r}, expected a fraction up to 1 or a whole number ({least})")
+        auto = " or auto" if key == "gpu" else ""
+        rep.add(
+            f"resources/{key}", f"got {raw.get(key)!r}, expected a fraction up to 1 or a whole number ({least}){auto}"
+        )
         return default
     return float(value)
 

@@ -331,16 +331,24 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, 
 class StepProbe(NamedTuple):
     seconds: float  # one training step
     num_parameters: int
+    peak_gpu_bytes: int = 0  # CUDA memory a training step needs at its peak (0 on CPU)
 
 
 def probe_step(cfg: Config, splits: Splits, repeats: int = 2) -> StepProbe:
-    """Time one training step of `cfg` (model built and initialized; for --dry-run estimates)."""
+    """Time one training step of `cfg` (model built and initialized; for --dry-run estimates)
+    and, on CUDA, measure its peak memory (model, optimizer state, activations, gradients)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = _Run(cfg, Path(tmp), None, progress=False, splits=splits)
+        cuda = run.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(run.device)
         batch = next(_epoch_batches(splits.train, cfg, 0, 0))
-        run.train_step(batch)  # warm-up
+        run.train_step(batch)  # warm-up (the first step also allocates Adam's state)
         start = time.perf_counter()
         for _ in range(repeats):
             run.train_step(batch)
+        if cuda:
+            torch.cuda.synchronize(run.device)
         seconds = (time.perf_counter() - start) / repeats
-        return StepProbe(seconds, count_parameters(run.model))
+        peak = int(torch.cuda.max_memory_allocated(run.device)) if cuda else 0
+        return StepProbe(seconds, count_parameters(run.model), peak)

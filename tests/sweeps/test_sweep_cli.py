@@ -19,6 +19,7 @@ from typing import Any
 import mlflow
 import optuna
 import pytest
+import torch
 import yaml
 from mlflow import MlflowClient
 from PIL import Image
@@ -260,7 +261,11 @@ def test_a_store_mlflow_cannot_open_is_one_line_before_ray(tmp_path: Path, uri: 
 
 
 def test_dry_run_times_sampled_configs_and_writes_nothing_but_data(tmp_path: Path) -> None:
-    out = run_cli([str(SMOKE), "--dry-run"], tmp_path, timeout=300)
+    out = run_cli([str(SMOKE), "--dry-run", "resources/gpu", "auto"], tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "s/step" in out.stdout and "[0] baseline" in out.stdout and "[1]" in out.stdout
+    if not torch.cuda.is_available():  # the packing line says what auto chose and why
+        assert "resources/gpu auto: no CUDA device here, so 0 (trials train on the CPU)" in out.stdout
+    else:
+        assert "trials fit per GPU" in out.stdout
     assert not (tmp_path / "sweeps_out").exists() and not (tmp_path / "mlflow.db").exists()
