@@ -37,6 +37,7 @@ from sweeps.tracking import (  # noqa: E402
     tracking_uri,
 )
 from vunet_core import (  # noqa: E402
+    TRANSFER_L1,
     Config,
     ConfigError,
     PathsError,
@@ -47,6 +48,7 @@ from vunet_core import (  # noqa: E402
     resolve_config,
     schedule_mapping,
     total_steps,
+    val_loss,
 )
 
 
@@ -133,7 +135,7 @@ def train_tracked(cfg: Config, config_path: Path, runs_dir: Path, uri: str, expe
             log_metrics(client, run_id, result.metrics, result.epoch)
             log_epoch_outputs(client, run_id, result.epoch, result.sample_grid, result.eval_dir)
             shown = ", ".join(
-                f"{k} {result.metrics[k]:.4g}" for k in ("val/transfer/l1", "val/loss/total") if k in result.metrics
+                f"{k} {result.metrics[k]:.4g}" for k in (TRANSFER_L1, val_loss("total")) if k in result.metrics
             )
             print(f"epoch {result.epoch}/{cfg.training.num_epochs}: {shown}", flush=True)
         if artifacts_on_this_disk(client, experiment_id):

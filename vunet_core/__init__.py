@@ -20,7 +20,7 @@ from vunet_core.config import (
 )
 from vunet_core.data import prepare_data
 from vunet_core.evaluation import EvalOutputs, load_eval_outputs
-from vunet_core.metrics import metric_directions, reported_metrics
+from vunet_core.metrics import TRANSFER_L1, metric_directions, reported_metrics, transfer, val_loss
 from vunet_core.paths import (
     PathsError,
     apply_overrides,
@@ -74,6 +74,9 @@ __all__ = [
     "merge_yaml_files",
     "metric_directions",
     "reported_metrics",
+    "TRANSFER_L1",
+    "transfer",
+    "val_loss",
     "describe_schedules",
     "EvalOutputs",
     "load_eval_outputs",

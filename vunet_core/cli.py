@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vunet_core import metrics as m
 from vunet_core.checkpoint import check_same_architecture, checkpoint_config, find_checkpoint, read_checkpoint
 from vunet_core.config import (
     Config,
@@ -35,7 +36,7 @@ from vunet_core.config import (
 )
 from vunet_core.paths import PathsError, apply_overrides, check_writable_dir, parse_overrides, split_config_files
 
-SUMMARY_KEYS = ("train/loss/total", "val/loss/total", "val/transfer/l1", "val/transfer/ssim", "time/epoch_s")
+SUMMARY_KEYS = (m.train_loss(m.TOTAL), m.val_loss(m.TOTAL), m.TRANSFER_L1, m.transfer("ssim"), m.EPOCH_S)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from vunet_core import metrics as m
 from vunet_core.config import LOSS_TERMS, Config
 from vunet_core.data import Batch, PairDataset, iterate_batches
 from vunet_core.losses import compute_terms, loss_weights, weighted_total
@@ -105,10 +106,10 @@ def reference_floors(train: PairDataset, val: PairDataset, batch_size: int = 64)
         copy_l1.append((b.appearance_image - b.target).abs().flatten(1).mean(1))
         mean_l1.append((mean - b.target).abs().flatten(1).mean(1))
     if not copy_l1:
-        return {"val/floor/copy_appearance_l1": float("nan"), "val/floor/mean_image_l1": float("nan")}
+        return {m.FLOOR_COPY_APPEARANCE: float("nan"), m.FLOOR_MEAN_IMAGE: float("nan")}
     return {
-        "val/floor/copy_appearance_l1": float(torch.cat(copy_l1).mean()),
-        "val/floor/mean_image_l1": float(torch.cat(mean_l1).mean()),
+        m.FLOOR_COPY_APPEARANCE: float(torch.cat(copy_l1).mean()),
+        m.FLOOR_MEAN_IMAGE: float(torch.cat(mean_l1).mean()),
     }
 
 
@@ -148,9 +149,9 @@ def evaluate(
             if perceptual is not None:
                 metrics["perceptual"] = perceptual(moved.image, pair.target)
             for name, v in values.items():
-                per_example[f"val/loss/{name}"].append(v.float().cpu())
+                per_example[m.val_loss(name)].append(v.float().cpu())
             for name, v in metrics.items():
-                per_example[f"val/transfer/{name}"].append(v.float().cpu())
+                per_example[m.transfer(name)].append(v.float().cpu())
             if writer is not None:
                 outputs = {"reconstruction": rec.image, "transfer": moved.image, "other_transfer": wrong}
                 writer.add(pair, cross.appearance_image, outputs, {k: v[-1] for k, v in per_example.items()})

@@ -9,25 +9,55 @@ from __future__ import annotations
 from vunet_core.config import LOSS_TERMS, Config
 
 TRANSFER_METRICS = ("l1", "ssim", "l1_wrong_appearance", "appearance_gain")
-FLOOR_METRICS = ("val/floor/copy_appearance_l1", "val/floor/mean_image_l1")  # constant per dataset
+TOTAL = "total"  # the weighted sum of the loss terms, beside the terms themselves
+
+
+def train_loss(term: str) -> str:
+    """Training batch mean of a loss term (or `total`) over the epoch."""
+    return f"train/loss/{term}"
+
+
+def train_weight(term: str) -> str:
+    """A loss term's weight at the epoch's last step (ramps visible)."""
+    return f"train/weight/{term}"
+
+
+def val_loss(term: str) -> str:
+    """A loss term (or `total`) on the validation reconstructions."""
+    return f"val/loss/{term}"
+
+
+def transfer(name: str) -> str:
+    """A transfer metric on held-out people (TRANSFER_METRICS, or `perceptual`)."""
+    return f"val/transfer/{name}"
+
+
+TRANSFER_L1 = transfer("l1")  # the default sweep objective
+TRAIN_LR = "train/lr"
+TRAIN_IMG_PER_S = "perf/train_img_per_s"
+DATA_FRACTION = "time/data_fraction"
+EPOCH_S = "time/epoch_s"
+FLOOR_COPY_APPEARANCE = "val/floor/copy_appearance_l1"  # constant per dataset
+FLOOR_MEAN_IMAGE = "val/floor/mean_image_l1"  # constant per dataset
+FLOOR_METRICS = (FLOOR_COPY_APPEARANCE, FLOOR_MEAN_IMAGE)
 
 
 def reported_metrics(cfg: Config) -> list[str]:
     """Every metric key `train_epochs` puts in an epoch's metrics for this config."""
-    names = [f"train/loss/{t}" for t in LOSS_TERMS if _trained(cfg, t)] + ["train/loss/total"]
-    names += [f"train/weight/{t}" for t in LOSS_TERMS] + ["train/lr"]
-    names += [f"val/loss/{t}" for t in LOSS_TERMS if t != "perceptual" or _has_vgg(cfg)] + ["val/loss/total"]
-    names += [f"val/transfer/{m}" for m in TRANSFER_METRICS]
+    names = [train_loss(t) for t in LOSS_TERMS if _trained(cfg, t)] + [train_loss(TOTAL)]
+    names += [train_weight(t) for t in LOSS_TERMS] + [TRAIN_LR]
+    names += [val_loss(t) for t in LOSS_TERMS if t != "perceptual" or _has_vgg(cfg)] + [val_loss(TOTAL)]
+    names += [transfer(m) for m in TRANSFER_METRICS]
     if _has_vgg(cfg):
-        names.append("val/transfer/perceptual")
+        names.append(transfer("perceptual"))
     names += list(FLOOR_METRICS)
-    names += ["time/epoch_s", "time/data_fraction", "perf/train_img_per_s"]
+    names += [EPOCH_S, DATA_FRACTION, TRAIN_IMG_PER_S]
     return names
 
 
 def metric_directions() -> dict[str, str]:
     """Whether lower or higher is better, by metric suffix (for sweep defaults)."""
-    return {"val/transfer/ssim": "max", "val/transfer/appearance_gain": "max", "perf/train_img_per_s": "max"}
+    return {transfer("ssim"): "max", transfer("appearance_gain"): "max", TRAIN_IMG_PER_S: "max"}
 
 
 def _has_vgg(cfg: Config) -> bool:

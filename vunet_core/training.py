@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from vunet_core import metrics as m
 from vunet_core import schedules
 from vunet_core.checkpoint import (
     CHECKPOINT_NAME,
@@ -260,11 +261,11 @@ class _Run:
             bar.close()
         train_s = time.perf_counter() - start
         steps = max(1, self.state.steps_into_epoch)
-        metrics = {f"train/loss/{k}": sums[k] / counts[k] for k in sums}
-        metrics.update({f"train/weight/{k}": w for k, w in loss_weights(cfg.losses, self.state.step).items()})
-        metrics["train/lr"] = lr_at(self.state.step, cfg.optimizer)
-        metrics["perf/train_img_per_s"] = steps * cfg.training.batch_size / max(train_s, 1e-9)
-        metrics["time/data_fraction"] = data_s / max(train_s, 1e-9)
+        metrics = {m.train_loss(k): sums[k] / counts[k] for k in sums}
+        metrics.update({m.train_weight(k): w for k, w in loss_weights(cfg.losses, self.state.step).items()})
+        metrics[m.TRAIN_LR] = lr_at(self.state.step, cfg.optimizer)
+        metrics[m.TRAIN_IMG_PER_S] = steps * cfg.training.batch_size / max(train_s, 1e-9)
+        metrics[m.DATA_FRACTION] = data_s / max(train_s, 1e-9)
         return metrics
 
     def write_eval(self, epoch_number: int) -> bool:
@@ -298,7 +299,7 @@ def train_epochs(
         grid = sample_grid(run.model, run.splits.val, cfg.eval.num_grid_examples, run.device)
         grid_path = save_grid(grid, out / "samples" / f"epoch_{number:04d}.png")
         run.state.epoch, run.state.steps_into_epoch = number, 0
-        metrics["time/epoch_s"] = time.perf_counter() - epoch_start
+        metrics[m.EPOCH_S] = time.perf_counter() - epoch_start
         ckpt = run.checkpoint()
         with open(out / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"epoch": number, "step": run.state.step, **metrics}) + "\n")
