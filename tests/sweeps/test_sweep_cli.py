@@ -24,6 +24,7 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
+from sweeps.contact import HEADER_H, PAD
 from vunet_core import config_from_tree, load_eval_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +136,8 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     ]
     sheet = Image.open(cwd / "sweeps_out" / "smoke" / "contact_sheets" / "epoch_0002.png")
     tile = 32 * 3  # 32 px images enlarged 3x
-    assert sheet.size == (8 * (tile + 2) + 2, 14 + 4 * (tile + 2) + 2)  # 3 inputs + 2 x (transfer, other) + 1
+    # 3 inputs + 2 x (transfer, other) + 1 columns; a title row and a label row over 4 rows of tiles
+    assert sheet.size == (8 * (tile + PAD) + PAD, HEADER_H + 4 * (tile + PAD) + PAD)
     assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"]
     assert sum(k.data.tags["baseline"] == "true" for k in kids) == 1
     confirms = [k for k in runs if k.data.tags["stage"] == "confirm"]
