@@ -1,7 +1,7 @@
 """`resources: {gpu: auto}`: as many trials per GPU as fit, measured instead of guessed.
 
-Before Ray starts, one training step of the baseline configuration (and of the dry run's
-sampled ones, when given) runs on this machine's first CUDA device; its peak memory
+Before Ray starts, a training step of the baseline configuration (and of any sampled
+points passed in) runs on this machine's first CUDA device; its peak memory
 (model, Adam state, activations, gradients) plus a safety margin and the CUDA context
 each trial process holds gives the trials that fit on one GPU, and the fraction each
 trial asks Ray for. Without a CUDA device `auto` means 0 (trials train on the CPU).
