@@ -19,7 +19,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps.outcome import trial_label, trial_state
+from sweeps.outcome import stage, trial_label, trial_state
 from sweeps.report import short_names, text_table
 from sweeps.search import sampled_flat
 
@@ -83,7 +83,8 @@ class ProgressLines(tune.Callback):
         counts: dict[str, int] = {}
         for state, *_ in rows:
             counts[state] = counts.get(state, 0) + 1
-        head_line = f"[{elapsed_s / 60:.0f} min] {len(rows)} trials: " + ", ".join(
+        what = "confirmation trials" if trials and all(stage(t) == "confirm" for t in trials) else "trials"
+        head_line = f"[{elapsed_s / 60:.0f} min] {len(rows)} {what}: " + ", ".join(
             f"{n} {s}" for s, n in sorted(counts.items())
         )
         rows.sort(key=lambda r: (0, self.sign * r[3]) if math.isfinite(r[3]) else (1, 0.0))

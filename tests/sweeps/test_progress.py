@@ -61,3 +61,11 @@ def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_befor
         ("bb", 1, "crashed", 0),
     ]
     assert report.baseline is report.rows[0] and report.best is report.rows[0]
+
+
+def test_the_confirmation_stages_table_says_so(capsys: Any) -> None:
+    lines = ProgressLines("val/transfer/l1", 8, "min", every_s=0.0)
+    confirm = _trial(0, "RUNNING", 2, 0.3, 1.0)
+    confirm.config["sweep"] = {"stage": "confirm", "candidate": "baseline", "seed": 1}
+    lines.maybe_table([confirm])
+    assert capsys.readouterr().out.splitlines()[0].endswith("] 1 confirmation trials: 1 running")
