@@ -38,6 +38,7 @@ from vunet_core import config_from_tree, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
 FLUSH_AT_END_S = 30.0
+RUN_ID_WAIT_S = 20.0  # for best_trial.json's run id, when the answer's run is still being created
 PARENT = "parent"
 log = logging.getLogger(__name__)
 
@@ -370,7 +371,8 @@ def _close_finished(
             "experiment_id": experiment_id,
             "parent_run_id": parent_id,
             "trial_id": best.trial_id,
-            "run_id": outbox.runs.get(best.trial_id, ""),
+            # the child run's creation may still be queued: wait for it (briefly) rather than write ""
+            "run_id": outbox.wait_for_run(best.trial_id, RUN_ID_WAIT_S),
             "metric": spec.metric,
             "value": best.metric,
             "epochs": best.epochs,

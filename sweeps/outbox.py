@@ -104,6 +104,16 @@ class Outbox:
             self.runs[key] = run_id
             _write_json(self.dir / RUNS_FILE, self.runs)
 
+    def wait_for_run(self, key: str, timeout_s: float) -> str:
+        """The MLflow run id of `key` once its queued creation was sent ("" after `timeout_s`,
+        or at once when no sender runs, e.g. while the tracking server is down and nothing moves)."""
+        deadline = time.monotonic() + timeout_s
+        while key not in self.runs and time.monotonic() < deadline:
+            if self._thread is None or not self._thread.is_alive():
+                break
+            time.sleep(0.05)
+        return self.runs.get(key, "")
+
     def pending(self) -> list[Path]:
         return sorted(p for p in self.dir.glob("*.json") if p.stem.isdigit())
 

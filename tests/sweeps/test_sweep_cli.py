@@ -139,6 +139,8 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     # 3 inputs + 2 x (transfer, other) + 1 columns; a title row and a label row over 4 rows of tiles
     assert sheet.size == (8 * (tile + PAD) + PAD, HEADER_H + 4 * (tile + PAD) + PAD)
     assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"]
+    best_run = [k for k in kids if k.data.tags["ray_trial_id"] == parent.data.tags["best_trial_id"]]
+    assert [k.info.run_id for k in best_run] == [parent.data.tags["best_run_id"]]  # never empty
     assert sum(k.data.tags["baseline"] == "true" for k in kids) == 1
     confirms = [k for k in runs if k.data.tags["stage"] == "confirm"]
     assert sorted((k.data.tags["candidate"], k.data.tags["seed"]) for k in confirms) == [

@@ -114,3 +114,16 @@ def test_outbox_keeps_calls_on_disk_while_the_server_is_down_and_sends_them_late
     again.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
     assert again.flush(timeout_s=30) == 0 and again.runs["t1"] == run.info.run_id
     assert len(client.search_runs([exp])) == 1
+
+
+def test_outbox_hands_out_a_queued_runs_id_once_it_is_created(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = open_store(uri).create_experiment("x")
+    box = Outbox(tmp_path / "sweep", uri, exp)
+    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    assert box.wait_for_run("t1", 5.0) == ""  # no sender yet: nothing can arrive, no waiting
+    box.start()
+    run_id = box.wait_for_run("t1", 60.0)  # what best_trial.json records, instead of ""
+    assert run_id and run_id == box.runs["t1"]
+    assert box.wait_for_run("never", 0.2) == ""
+    assert box.flush(timeout_s=30) == 0
