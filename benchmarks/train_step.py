@@ -313,14 +313,12 @@ def breakdown(step: Step, steps: int = 3) -> dict[str, float]:
         if e.name.startswith("autograd::engine::evaluate_function"):  # one backward node, with its kernels
             scope = "weight norm" if "WeightNorm" in e.name else scope_of_seq.get(e.sequence_nr, "other")
             out[scope] += e.cpu_time_total
-        elif e.name.startswith("aten::") and e.cpu_parent is not None and not e.cpu_parent.name.startswith("aten::"):
+        elif e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::")):
             # a top-level forward op (its children are inside its cpu_time_total)
             if _in_backward(e):
                 continue
             scope = "weight norm" if "weight_norm" in e.name else _scope_of(e) or "other"
             out[scope] += e.cpu_time_total
-        elif e.name.startswith("aten::") and e.cpu_parent is None:
-            out["weight norm" if "weight_norm" in e.name else "other"] += e.cpu_time_total
     measured = sum(out.values())
     out["python / framework"] = max(0.0, wall * 1e6 - measured)
     return {k: v / 1e3 / steps for k, v in out.items()}

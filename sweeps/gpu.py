@@ -1,7 +1,6 @@
 """`resources: {gpu: auto}`: as many trials per GPU as fit, measured instead of guessed.
 
-Before Ray starts, a training step of the baseline configuration (and of any sampled
-points passed in) runs on this machine's first CUDA device; its peak memory
+Before Ray starts, a training step of the baseline configuration runs on this machine's first CUDA device; its peak memory
 (model, Adam state, activations, gradients) plus a safety margin and the CUDA context
 each trial process holds gives the trials that fit on one GPU, and the fraction each
 trial asks Ray for. Without a CUDA device `auto` means 0 (trials train on the CPU).
@@ -12,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sweeps.search import baseline_point, trial_cfg
@@ -39,9 +38,7 @@ def pack(
     return math.floor(10_000 / per_gpu) / 10_000, per_gpu  # rounded down: per_gpu x fraction <= 1
 
 
-def resolve_gpu(
-    spec: SweepSpec, base_tree: Mapping[str, Any], points: Sequence[Mapping[str, Any]] = ()
-) -> tuple[SweepSpec, Packing | None]:
+def resolve_gpu(spec: SweepSpec, base_tree: Mapping[str, Any]) -> tuple[SweepSpec, Packing | None]:
     """The spec with `gpu` set when it says `auto` (else unchanged, None)."""
     if not spec.gpu_auto:
         return spec, None
@@ -52,12 +49,8 @@ def resolve_gpu(
         return dataclasses.replace(spec, gpu=0.0, gpu_note=packing.line), packing
     from vunet_core import prepare_data, probe_step
 
-    peak = 0
-    for point in [baseline_point(spec), *points]:
-        cfg = trial_cfg(base_tree, point)
-        if cfg.training.device == "cpu":
-            continue
-        peak = max(peak, probe_step(cfg, prepare_data(cfg, progress=False), repeats=1).peak_gpu_bytes)
+    cfg = trial_cfg(base_tree, baseline_point(spec))
+    peak = 0 if cfg.training.device == "cpu" else probe_step(cfg, prepare_data(cfg, progress=False), 1).peak_gpu_bytes
     if peak == 0:  # the trials' config keeps them on the CPU
         packing = Packing(0.0, 0, "resources/gpu auto: training/device is cpu, so 0")
         return dataclasses.replace(spec, gpu=0.0, gpu_note=packing.line), packing

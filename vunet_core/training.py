@@ -213,8 +213,9 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, self.cfg.optimizer)
         with self._autocast():
-            out = self.model(self._x(batch.pose), self._x(batch.appearance), mode="train").float()
-            # the loss terms see fp32 outputs: L1 means and KL sums keep fp32 accuracy under bf16
+            out = self.model(self._x(batch.pose), self._x(batch.appearance), mode="train")
+            if self.precision == "bf16":  # the loss terms see fp32 outputs: L1 means and KL sums keep fp32 accuracy
+                out = out.float()
             losses = compute_losses(self.cfg.losses, step, self._x(batch.target), out, self.perceptual)
         values = {name: float(v.detach()) for name, v in losses["batch"].items()}
         for name, value in values.items():
