@@ -416,5 +416,5 @@ def _close_finished(
         return
     print(f"best config: {sweep_dir / 'best_config.yaml'}")
     print(
-        f"reuse it:    python sweeps/train.py {sweep_dir / 'best_config.yaml'} training/num_epochs {10 * spec.max_epochs}"
+        f"reuse it:    python sweeps/train_best.py {sweep_dir / 'best_config.yaml'} training/num_epochs {10 * spec.max_epochs}"
     )

@@ -5,7 +5,7 @@ last-reported objective among the trials that reached the furthest epoch (ASHA's
 rung; diverged and crashed trials never win), so a value measured after 2 epochs never
 competes with one measured after 8. Without a confirmation stage its complete resolved
 config is written as `best_config.yaml`, with `best_trial.json` beside it (sweep,
-experiment and run ids) so `sweeps/train.py` can link the long training back to the
+experiment and run ids) so `sweeps/train_best.py` can link the long training back to the
 trial it came from; with one, the confirmed winner's (`sweeps/confirm.py`).
 """
 

@@ -7,7 +7,7 @@ nothing (its last report and checkpoint already reached the driver). The calls g
 through the sweep's outbox (`sweeps/outbox.py`), which maps each trial to its run
 (`runs.json`), so a resumed sweep continues the same runs instead of duplicating them.
 This module holds the store helpers: URI, health check, redaction, bounded HTTP
-calls, the locked local store, experiments, and the direct calls `sweeps/train.py` uses.
+calls, the locked local store, experiments, and the direct calls `sweeps/train_best.py` uses.
 """
 
 from __future__ import annotations

@@ -614,7 +614,7 @@ def test_transfer_evidence_metrics_are_accepted_as_objectives(tmp_path: Path, me
 def test_single_training_cli_refuses_bad_arguments_before_tracking(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from sweeps.train import main as train_main
+    from sweeps.train_best import main as train_main
 
     config = tmp_path / "best_config.yaml"
     config.write_text(f"data: {{cache_dir: {tmp_path / 'cache'}}}\n")

@@ -71,7 +71,7 @@ def test_smoke_sweep_completes_with_baseline_and_best_config(smoke: tuple[Path, 
     best = sweep_dir / "best_config.yaml"
     cfg = config_from_tree(yaml.safe_load(best.read_text()))
     assert cfg.model.spatial_size == 32 and cfg.training.num_epochs == 2
-    assert "baseline (" in out.stdout and f"reuse it:    python sweeps/train.py {best}" in out.stdout
+    assert "baseline (" in out.stdout and f"reuse it:    python sweeps/train_best.py {best}" in out.stdout
     rows = (sweep_dir / "results.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and all(",completed," in r for r in rows[1:])
     assert (sweep_dir / "optuna.db").is_file() and (sweep_dir / "optimization_history.png").is_file()
@@ -200,7 +200,7 @@ def test_best_config_reproduces_its_trial_as_a_tracked_single_run(smoke: tuple[P
 
 
 def test_reuse_notes_say_what_is_kept_and_map_schedules_to_the_new_length() -> None:
-    from sweeps.train import reuse_notes
+    from sweeps.train_best import reuse_notes
     from vunet_core import resolve_config
 
     source = resolve_config([], {"training/num_epochs": 8, "training/steps_per_epoch": 60, "training/num_threads": 1})

@@ -1,4 +1,4 @@
-"""`python sweeps/train.py best_config.yaml [PATH VALUE ...]`: one long, tracked training.
+"""`python sweeps/train_best.py best_config.yaml [PATH VALUE ...]`: one long, tracked training.
 
 Runs the core single training (`vunet_core.train_epochs`) on a config file, usually
 a sweep's `best_config.yaml`, and tracks it as an MLflow run: in the source sweep's
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # `python sweeps/train.py`: make the project importable
+if __package__ in (None, ""):  # `python sweeps/train_best.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweeps.tracking import (  # noqa: E402
@@ -54,7 +54,7 @@ from vunet_core import (  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="vunet-sweep-train", description="Train one VUNet from a config, tracked in MLflow."
+        prog="vunet-train-best", description="Train one VUNet from a config, tracked in MLflow."
     )
     p.add_argument("config", help="config YAML, e.g. sweeps_out/kl_ramp/best_config.yaml")
     p.add_argument("--runs-dir", default="runs", help="where the run directory is created (default: runs)")
