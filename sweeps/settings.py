@@ -14,7 +14,7 @@ from typing import Any
 
 from sweeps.space import parse_number, unknown_keys
 from sweeps.sweep_yaml import Problems
-from vunet_core import config_from_tree, metric_directions, reported_metrics
+from vunet_core import Config, metric_directions, reported_metrics
 
 DEFAULT_CONFIRM_SEEDS = 3
 SAMPLERS = ("tpe", "random")  # Optuna's TPE (the default) or random search (a reference)
@@ -98,13 +98,13 @@ def confirm_settings(
     return ConfirmSpec(top_k, tuple(int(x) for x in seeds))
 
 
-def objective(raw: Any, full: dict[str, Any] | None, rep: Problems) -> tuple[str, str]:
+def objective(raw: Any, base: Config | None, rep: Problems) -> tuple[str, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         rep.add("metric", "required: {name: METRIC, mode: min|max}, e.g. {name: val/transfer/l1, mode: min}")
         return "", "min"
     unknown_keys(raw, ("name", "mode"), "metric/", "metric key", rep.add)
     name = raw["name"]
-    known = reported_metrics(config_from_tree(full)) if full is not None else [name]
+    known = reported_metrics(base) if base is not None else [name]
     if name not in known:
         hint = difflib.get_close_matches(name, known, n=1)
         rep.add("metric/name", f"{name} is not reported by training" + (f"; did you mean {hint[0]}?" if hint else ""))

@@ -18,7 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vunet_core import Config, ConfigError, PathsError, apply_overrides, config_from_tree, flatten, number_problem
+from vunet_core import (
+    Config,
+    ConfigError,
+    LossTerm,
+    PathsError,
+    apply_overrides,
+    config_from_tree,
+    config_to_tree,
+    flatten,
+    number_problem,
+)
 
 Report = Callable[[str, str], None]  # (key, message): one problem line
 KINDS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform", "categorical", "constant")
@@ -177,8 +187,9 @@ def order_parameters(params: dict[str, Distribution], report: Report) -> dict[st
 # --------------------------------------------------------------------------- checks against the config
 
 
-def check_parameters(params: dict[str, Distribution], full: dict[str, Any], baseline: bool, report: Report) -> None:
+def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline: bool, report: Report) -> None:
     """Every searched bound/value must be a valid config value for its path (no holes that kill trials)."""
+    full = config_to_tree(base_cfg)
     base = flatten(full)
     for path, dist in params.items():
         key = f"parameters/{path}"
@@ -197,10 +208,17 @@ def check_parameters(params: dict[str, Distribution], full: dict[str, Any], base
                 break
         if baseline and dist.active(base):
             _check_baseline(dist, base[path], key, report)
-        term = path.rsplit("/", 1)[0]
-        if path.endswith("/weight") and base.get(f"{term}/start_ramp_it") is not None:
+        term_path, _, leaf = path.rpartition("/")
+        term = _loss_term(base_cfg, term_path)
+        if term is not None and term.ramped and leaf in term.unused_keys:
             # A ramped term ignores `weight`: searching it would waste every trial.
-            report(key, f"has no effect: {term} is ramped in the base config; search its *_ramp_* keys instead")
+            report(key, f"has no effect: {term_path} is ramped in the base config; search its *_ramp_* keys instead")
+
+
+def _loss_term(cfg: Config, path: str) -> LossTerm | None:
+    section, _, name = path.partition("/")
+    term = getattr(cfg.losses, name, None) if section == "losses" else None
+    return term if isinstance(term, LossTerm) else None
 
 
 def _kind_problem(path: str, dist: Distribution) -> str | None:

@@ -156,11 +156,12 @@ def _parse(
         rep.add(f"override {path}", "is searched in parameters and cannot be overridden; change its range there")
     epochs = count(raw, "max_epochs", None, 1, rep)
     seed = count(raw, "seed", 0, 0, rep, high=2**32 - 1) or 0
-    full = _full_tree(src, raw, fixed, overrides, params, epochs, rep)
-    if full is not None:
-        epochs = full["training"]["num_epochs"]
-        check_parameters(params, full, raw.get("baseline", True) is not False, rep.add)
-    metric, mode = objective(raw.get("metric"), full, rep)
+    base = _full_config(src, raw, fixed, overrides, params, epochs, rep)  # the one Config of the base
+    full = config_to_tree(base) if base is not None else None
+    if base is not None:
+        epochs = base.training.num_epochs
+        check_parameters(params, base, raw.get("baseline", True) is not False, rep.add)
+    metric, mode = objective(raw.get("metric"), base, rep)
     s = sweep_settings(raw, epochs or 1, rep)
     if full is not None and full["training"]["num_threads"] == 0:
         # A trial computes with as many torch threads as CPUs it holds (Ray sets OMP_NUM_THREADS
@@ -179,38 +180,46 @@ def _parse(
     )  # fmt: skip
 
 
-def _full_tree(
+def _full_config(
     src: Path, raw: dict[str, Any], fixed: dict[str, Any], overrides: dict[str, Any],
     params: dict[str, Distribution], epochs: int | None, rep: Problems,
-) -> dict[str, Any] | None:  # fmt: skip
-    """Resolved trial base: base files <- fixed <- overrides <- constants <- epochs/progress."""
+) -> Config | None:  # fmt: skip
+    """Resolved trial base: base files <- fixed <- overrides <- constants <- epochs/progress.
+    Built once; only when that fails are the layers rebuilt one by one to name the one at fault."""
     tree = _base_files_tree(src, raw, rep)
-    for stage, prefix, layer in (("base", "", {}), ("fixed", "fixed/", fixed), ("override", "override ", overrides)):
-        if tree is None:
-            return None
-        tree = apply_overrides(tree, layer)
-        if (problem := _config_problem(tree)) is not None:
-            path, _, rest = problem.partition(": ")
-            if re.sub(r"\[\d+\]$", "", path) in layer:  # name the offending entry (and its line) when known
-                rep.add(f"{prefix}{path}", rest)
-            else:
-                rep.add(stage, f"the config is invalid after applying {stage}: {problem}")
-            return None
-    assert tree is not None
+    if tree is None:
+        return None
     # Constants act like `fixed` (config grammar) but are recorded as trial parameters.
     consts = {p: d.value for p, d in params.items() if d.kind == "constant"}
+    sweep_set: dict[str, Any] = {"training/progress": False}
+    if epochs is not None:  # else as long as the base recipe
+        sweep_set["training/num_epochs"] = epochs
+    try:
+        return config_from_tree(apply_overrides(tree, {**fixed, **overrides, **consts, **sweep_set}))
+    except (ConfigError, PathsError) as exc:
+        _name_the_layer(tree, fixed, overrides, consts, str(exc), rep)
+        return None
+
+
+def _name_the_layer(
+    tree: dict[str, Any], fixed: dict[str, Any], overrides: dict[str, Any], consts: dict[str, Any], problem: str,
+    rep: Problems,
+) -> None:  # fmt: skip
+    """Report a config problem at the entry (and line) that causes it, when one does alone."""
+    for stage, prefix, layer in (("base", "", {}), ("fixed", "fixed/", fixed), ("override", "override ", overrides)):
+        tree = apply_overrides(tree, layer)
+        if (found := _config_problem(tree)) is not None:
+            path, _, rest = found.partition(": ")
+            if re.sub(r"\[\d+\]$", "", path) in layer:
+                rep.add(f"{prefix}{path}", rest)
+            else:
+                rep.add(stage, f"the config is invalid after applying {stage}: {found}")
+            return
     bad = {p: e for p, v in consts.items() if (e := _config_problem(apply_overrides(tree, {p: v}))) is not None}
-    for path, problem in bad.items():
-        rep.add(f"parameters/{path}/value", f"{consts[path]!r} is not a valid value here: {problem}")
-    if bad:
-        return None
-    epochs = epochs or config_from_tree(tree).training.num_epochs  # default: as long as the base recipe
-    tree = apply_overrides(tree, {**consts, "training/num_epochs": epochs})
-    tree = apply_overrides(tree, {"training/progress": False})
-    if (problem := _config_problem(tree)) is not None:
+    for path, found in bad.items():
+        rep.add(f"parameters/{path}/value", f"{consts[path]!r} is not a valid value here: {found}")
+    if not bad:
         rep.add("parameters", f"the constants together make the config invalid: {problem}")
-        return None
-    return config_to_tree(config_from_tree(tree))
 
 
 def _base_files_tree(src: Path, raw: dict[str, Any], rep: Problems) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from vunet_core.checkpoint import ARCHITECTURE_KEYS, CHECKPOINT_NAME, check_same
 from vunet_core.config import (
     Config,
     ConfigError,
+    LossTerm,
     closest_path,
     config_from_tree,
     config_to_tree,
@@ -53,6 +54,7 @@ __all__ = [
     "get_path",
     "set_path",
     "Config",
+    "LossTerm",
     "ConfigError",
     "PathsError",
     "config_from_tree",

@@ -2,8 +2,9 @@
 
 Defaults live here once, in frozen dataclasses (one per concern). Every field has a
 type, a default and a one-line doc (``metadata["doc"]``); range and choice limits sit
-beside the field (``metadata["min"]``, ``"max"``, ``"choices"``) so validation is in
-one place (:func:`validate`). YAML files and command-line overrides hold only
+beside the field (``metadata["min"]``, ``"max"``, ``"choices"``), and each dataclass checks
+them and its own rules when it is built (``__post_init__``), so a config object that exists is
+valid. YAML files and command-line overrides hold only
 deviations; :func:`config_from_tree` turns a nested dict into a :class:`Config` and
 reports unknown paths (with the closest known path) and bad values as
 :class:`ConfigError` naming the ``/``-path.
@@ -37,8 +38,42 @@ LOSS_TERMS = ("color_L1", "color_L2", "color_gradient", "KL", "perceptual")
 NUM_VGG_TAPS = 6
 
 
+RAMP_KEYS = ("start_ramp_it", "end_ramp_it", "start_ramp_val", "end_ramp_val")
+
+
 class ConfigError(ValueError):
     """A user-fixable configuration problem; the message names the path."""
+
+
+class FieldError(ConfigError):
+    """A config dataclass rejected its own values: `field` is the `/`-path inside that dataclass
+    ("" for the dataclass as a whole); :func:`config_from_tree` prefixes the section's path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}" if field else message)
+
+    def under(self, section: str) -> FieldError:
+        """The same problem, named from the enclosing section (`losses/KL` + `weight`)."""
+        return FieldError("/".join(p for p in (section, self.field) if p), self.message)
+
+
+def _check_fields(obj: Any) -> None:
+    """Each leaf field of one config dataclass against its `min`/`max`/`choices` metadata (nested
+    dataclasses checked themselves when they were built)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        meta = f.metadata
+        if dataclasses.is_dataclass(value):
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise FieldError(f.name, f"got {value!r}, expected one of {', '.join(meta['choices'])}")
+        if value is None or isinstance(value, (str, list, bool)):
+            continue
+        if "min" in meta and value < meta["min"]:
+            raise FieldError(f.name, f"got {value!r}, expected >= {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            raise FieldError(f.name, f"got {value!r}, expected <= {meta['max']}")
 
 
 def _f(default: Any, doc: str, **limits: Any) -> Any:
@@ -73,6 +108,18 @@ class ModelConfig:
     posterior_feedback: str = _f("sample", "what feeds the next posterior scale (spec §4)", choices=("sample", "mean"))
     temperature: float = _f(1.0, "prior sampling temperature in sample mode", min=0.0)
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        if self.spatial_size & (self.spatial_size - 1):
+            raise FieldError("spatial_size", f"got {self.spatial_size}, expected a power of 2 (16, 32, 64, 128, 256)")
+        num_scales = num_scales_of(self)
+        if num_scales - self.box_factor < 2:  # spec §3: n_F >= 2
+            raise FieldError(
+                "box_factor",
+                f"got {self.box_factor}, the appearance encoder needs >= 2 scales "
+                f"(1 + log2(spatial_size) - bottleneck_factor - box_factor = {num_scales - self.box_factor})",
+            )
+
 
 @dataclass(frozen=True)
 class SyntheticConfig:
@@ -80,6 +127,9 @@ class SyntheticConfig:
     poses_per_identity: int = _f(12, "images per person, each in another pose", min=2)
     val_identities: int = _f(8, "people held out for validation (never seen in training)", min=1)
     seed: int = _f(0, "generator seed; same seed, same bytes")
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -102,6 +152,9 @@ class DataConfig:
     )
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig, metadata={"doc": "generated people"})
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class LossTerm:
@@ -112,9 +165,33 @@ class LossTerm:
     end_ramp_val: float | None = _f(None, "weight after end_ramp_it", min=0.0)
     ramp_shape: str = _f("linear", "interpolation inside the ramp", choices=("linear", "log"))
 
+    # A term's ramp rules live here, and only here: all four ramp keys or none; `log` needs
+    # weights > 0; a ramped term ignores `weight`; a tree setting only `weight` makes it constant.
+    def __post_init__(self) -> None:
+        _check_fields(self)
+        set_keys = [k for k in RAMP_KEYS if getattr(self, k) is not None]
+        if set_keys and len(set_keys) != len(RAMP_KEYS):
+            missing = [k for k in RAMP_KEYS if k not in set_keys]
+            raise FieldError("", f"a ramp needs all of {', '.join(RAMP_KEYS)}; missing {', '.join(missing)}")
+        if self.ramp_shape == "log" and self.ramped and min(self.start_ramp_val or 0, self.end_ramp_val or 0) <= 0:
+            raise FieldError("ramp_shape", "log needs start_ramp_val and end_ramp_val > 0")
+
     @property
     def ramped(self) -> bool:
         return self.start_ramp_it is not None
+
+    @property
+    def unused_keys(self) -> tuple[str, ...]:
+        """Keys that have no effect on this term's weight: `weight` when ramped, else the ramp keys."""
+        return ("weight",) if self.ramped else RAMP_KEYS
+
+    @staticmethod
+    def merged_tree(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        """`over` applied to a term's `base` tree: setting `weight` without ramp keys makes the term
+        constant (drops a default ramp, e.g. `losses/KL/weight 1` = KL at 1 from step 0)."""
+        if "weight" in over and not any(k in over for k in RAMP_KEYS):
+            base = {**base, **{k: None for k in RAMP_KEYS}}
+        return {**base, **over}
 
 
 @dataclass(frozen=True)
@@ -122,6 +199,13 @@ class PerceptualTerm(LossTerm):
     vgg_weights: str = _f("", "VGG19 state dict file (torchvision layout, Caffe ILSVRC weights); never downloaded")
     feature_weights: list[float] = _f([1.0] * NUM_VGG_TAPS, "weights of input, relu1_2 ... relu5_2")
     gram_weights: list[float] = _f([0.0] * NUM_VGG_TAPS, "Gram-matrix weights per tap (0 = off)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("feature_weights", "gram_weights"):
+            values = getattr(self, key)
+            if len(values) != NUM_VGG_TAPS or min(values) < 0:
+                raise FieldError(key, f"got {values}, expected {NUM_VGG_TAPS} numbers >= 0")
 
 
 @dataclass(frozen=True)
@@ -149,6 +233,9 @@ class OptimizerConfig:
     eps: float = _f(1e-8, "Adam epsilon", min=0.0)
     grad_clip_norm: float = _f(0.0, "clip the gradient norm to this value (0 = off, as the original)", min=0.0)
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -175,12 +262,18 @@ class TrainingConfig:
     )
     progress: bool = _f(True, "show a progress bar")
 
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
 
 @dataclass(frozen=True)
 class EvalConfig:
     every_n_epochs: int = _f(1, "write eval outputs every N epochs (0 = last epoch only)", min=0)
     max_examples: int = _f(0, "limit eval outputs to the first N validation pairs (0 = all)", min=0)
     num_grid_examples: int = _f(6, "rows of the per-epoch sample grid", min=1)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -191,6 +284,15 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig, metadata={"doc": "Adam and LR schedule"})
     training: TrainingConfig = field(default_factory=TrainingConfig, metadata={"doc": "training loop"})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"doc": "evaluation outputs"})
+
+    def __post_init__(self) -> None:
+        """A Config that exists is valid: each section checked itself when built; what spans
+        sections (schedule points against training/schedule_units, then the LR decay's order) is
+        checked here."""
+        for path, value in schedule_points(self).items():
+            _check_schedule_point(path, value, self.training.schedule_units)
+        if self.optimizer.lr_decay_end < self.optimizer.lr_decay_begin:  # compared once both are in one unit
+            raise ConfigError("optimizer/lr_decay_end: must be >= optimizer/lr_decay_begin")
 
 
 # --------------------------------------------------------------------------- tree <-> dataclass
@@ -209,6 +311,12 @@ def known_paths(cls: type = Config, prefix: str = "") -> list[str]:
         sub = _dataclass_type(cls, f)
         out.extend(known_paths(sub, path + "/") if sub else [path])
     return out
+
+
+@functools.cache
+def _default(cls: type) -> Any:
+    """The default instance of a config class, built once (frozen; read through config_to_tree)."""
+    return cls()
 
 
 @functools.cache
@@ -241,8 +349,7 @@ def unknown_path_error(path: str) -> ConfigError:
 
 def config_from_tree(tree: dict[str, Any] | None) -> Config:
     """Build and validate a Config from a (partial) nested dict over the defaults."""
-    cfg = _build(Config, tree or {}, "")
-    validate(cfg)
+    cfg: Config = _build(Config, tree or {}, "")
     return cfg
 
 
@@ -254,7 +361,7 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
         if key not in fields:
             sub_paths = list(flatten(value)) if isinstance(value, dict) and value else []
             raise unknown_path_error(f"{prefix}{key}" + (f"/{sub_paths[0]}" if sub_paths else ""))
-    default = cls()
+    default = _default(cls)
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         path = f"{prefix}{name}"
@@ -263,30 +370,16 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
             continue
         if sub is not None:
             base = config_to_tree(getattr(default, name))
-            if issubclass(sub, LossTerm) and isinstance(tree[name], dict):
-                base = _constant_if_weight_only(base, tree[name])
-            kwargs[name] = _build(sub, _deep_merge(base, tree[name], path), path + "/")
+            if not isinstance(tree[name], dict):
+                raise ConfigError(f"{path}: expected a mapping, got {tree[name]!r}")
+            merged = sub.merged_tree(base, tree[name]) if issubclass(sub, LossTerm) else {**base, **tree[name]}
+            kwargs[name] = _build(sub, merged, path + "/")
         else:
             kwargs[name] = _coerce(path, tree[name], _hints(cls)[name], f)
-    return cls(**kwargs)
-
-
-RAMP_KEYS = ("start_ramp_it", "end_ramp_it", "start_ramp_val", "end_ramp_val")
-
-
-def _constant_if_weight_only(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Setting a term's `weight` without ramp keys makes it constant (drops a default ramp)."""
-    if "weight" in over and not any(k in over for k in RAMP_KEYS):
-        return {**base, **{k: None for k in RAMP_KEYS}}
-    return base
-
-
-def _deep_merge(base: dict[str, Any], over: Any, path: str) -> Any:
-    if not isinstance(over, dict):
-        raise ConfigError(f"{path}: expected a mapping, got {over!r}")
-    out = dict(base)
-    out.update(over)
-    return out
+    try:
+        return cls(**kwargs)
+    except FieldError as exc:  # name the field from the top of the config
+        raise exc.under(prefix.rstrip("/")) from None
 
 
 def _coerce(path: str, value: Any, hint: Any, f: dataclasses.Field[Any]) -> Any:
@@ -344,44 +437,9 @@ def _type_name(hint: Any) -> str:
 # --------------------------------------------------------------------------- validation
 
 
-def validate(cfg: Config) -> None:
-    """Raise ConfigError for the first out-of-range value or inconsistent setting."""
-    _check_limits(cfg, "")
-    m = cfg.model
-    if m.spatial_size & (m.spatial_size - 1):
-        raise ConfigError(f"model/spatial_size: got {m.spatial_size}, expected a power of 2 (16, 32, 64, 128, 256)")
-    num_scales = num_scales_of(m)
-    if num_scales - m.box_factor < 2:
-        raise ConfigError(
-            f"model/box_factor: got {m.box_factor}, the appearance encoder needs >= 2 scales "
-            f"(1 + log2(spatial_size) - bottleneck_factor - box_factor = {num_scales - m.box_factor})"
-        )
-    for name in LOSS_TERMS:
-        _check_ramp(f"losses/{name}", getattr(cfg.losses, name))
-    for path, value in schedule_points(cfg).items():
-        _check_schedule_point(path, value, cfg.training.schedule_units)
-    p = cfg.losses.perceptual
-    for key in ("feature_weights", "gram_weights"):
-        values = getattr(p, key)
-        if len(values) != NUM_VGG_TAPS or min(values) < 0:
-            raise ConfigError(f"losses/perceptual/{key}: got {values}, expected {NUM_VGG_TAPS} numbers >= 0")
-    if cfg.optimizer.lr_decay_end < cfg.optimizer.lr_decay_begin:
-        raise ConfigError("optimizer/lr_decay_end: must be >= optimizer/lr_decay_begin")
-
-
 def num_scales_of(m: ModelConfig) -> int:
     """Scales of the pose encoder and decoder: 1 + log2(S) - bottleneck_factor (spec §3)."""
     return 1 + m.spatial_size.bit_length() - 1 - m.bottleneck_factor
-
-
-def _check_ramp(path: str, term: LossTerm) -> None:
-    keys = RAMP_KEYS
-    set_keys = [k for k in keys if getattr(term, k) is not None]
-    if set_keys and len(set_keys) != len(keys):
-        missing = [k for k in keys if k not in set_keys]
-        raise ConfigError(f"{path}: a ramp needs all of {', '.join(keys)}; missing {', '.join(missing)}")
-    if term.ramp_shape == "log" and term.ramped and min(term.start_ramp_val or 0, term.end_ramp_val or 0) <= 0:
-        raise ConfigError(f"{path}/ramp_shape: log needs start_ramp_val and end_ramp_val > 0")
 
 
 def schedule_points(cfg: Config) -> dict[str, float]:
@@ -406,24 +464,6 @@ def _check_schedule_point(path: str, value: float, units: str) -> None:
         )
     if units == "steps" and value != int(value):
         raise ConfigError(f"{path}: got {value!r}, expected a whole number of steps (training/schedule_units is steps)")
-
-
-def _check_limits(obj: Any, prefix: str) -> None:
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        path = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            _check_limits(value, path + "/")
-            continue
-        meta = f.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            raise ConfigError(f"{path}: got {value!r}, expected one of {', '.join(meta['choices'])}")
-        if value is None or isinstance(value, (str, list, bool)):
-            continue
-        if "min" in meta and value < meta["min"]:
-            raise ConfigError(f"{path}: got {value!r}, expected >= {meta['min']}")
-        if "max" in meta and value > meta["max"]:
-            raise ConfigError(f"{path}: got {value!r}, expected <= {meta['max']}")
 
 
 def flat_config(cfg: Config) -> dict[str, Any]:

@@ -33,8 +33,7 @@ def ramp_weight(step: int, term: LossTerm) -> float:
     if not term.ramped:
         return float(term.weight)
     a, b, va, vb = term.start_ramp_it, term.end_ramp_it, term.start_ramp_val, term.end_ramp_val
-    if a is None or b is None or va is None or vb is None:
-        raise ValueError("a ramp needs all of start_ramp_it, end_ramp_it, start_ramp_val, end_ramp_val")
+    assert a is not None and b is not None and va is not None and vb is not None  # LossTerm: all four or none
     if b <= a:  # degenerate window: a step at start_ramp_it
         return float(va if step < a else vb)
     if term.ramp_shape == "log" and a < step < b and va > 0 and vb > 0:  # validation guarantees > 0 for "log"

@@ -94,15 +94,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _check_config(cfg: ModelConfig) -> None:
-    s = cfg.spatial_size
-    if s < 2 or s & (s - 1):
-        raise ValueError(f"model/spatial_size: got {s}, expected a power of 2")
-    n_f = num_scales_of(cfg) - _appearance_box(cfg)
-    if n_f < NUM_LATENT_SCALES:  # spec §3: MUST assert n_F >= 2
-        raise ValueError(f"model: the appearance encoder has {n_f} scales, needs >= {NUM_LATENT_SCALES}")
-
-
 # --------------------------------------------------------------------------- sub-networks
 
 
@@ -260,7 +251,6 @@ class VUNet(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        _check_config(cfg)
         self.cfg = cfg
         self.keys = latent_keys(cfg)
         sides = [int(k.split("x")[0]) for k in self.keys]

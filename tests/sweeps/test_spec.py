@@ -16,7 +16,7 @@ import yaml
 
 from sweeps.search import baseline_point
 from sweeps.spec import ConfirmSpec, Distribution, SpecError, SweepSpec, load_spec
-from vunet_core import config_from_tree, parse_overrides
+from vunet_core import Config, config_from_tree, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -631,3 +631,14 @@ def test_single_training_cli_refuses_bad_arguments_before_tracking(
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_config.yaml", "bin.yaml", "somefile"]
+
+
+def test_loading_a_sweep_builds_its_base_config_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    load_spec(ROOT / "search_spaces" / "kl_ramp.yaml")  # warm caches (the defaults are built once per process)
+    built = []
+    check = Config.__post_init__
+    monkeypatch.setattr(Config, "__post_init__", lambda self: (built.append(1), check(self))[1])
+    spec = load_spec(ROOT / "search_spaces" / "kl_ramp.yaml")
+    # One base config, then one per checked bound of each searched range (4 float ranges, 2 bounds each).
+    assert len(spec.parameters) == 4 and all(d.kind in ("uniform", "log_uniform") for d in spec.parameters.values())
+    assert len(built) == 1 + 2 * len(spec.parameters)

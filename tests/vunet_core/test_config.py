@@ -13,6 +13,10 @@ import yaml
 from vunet_core.config import (
     Config,
     ConfigError,
+    LossTerm,
+    ModelConfig,
+    PerceptualTerm,
+    TrainingConfig,
     config_from_tree,
     config_to_tree,
     flat_config,
@@ -141,6 +145,31 @@ def test_incomplete_ramp_is_an_error() -> None:
                 "losses/color_L2/end_ramp_val": 1.0,
             },
         )
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ModelConfig(spatial_size=48), "spatial_size: got 48, expected a power of 2"),
+        (lambda: ModelConfig(spatial_size=64, box_factor=4), "box_factor: got 4, the appearance encoder needs"),
+        (lambda: dataclasses.replace(Config().training, batch_size=0), "batch_size: got 0, expected >= 1"),
+        (lambda: LossTerm(start_ramp_it=0.1), "a ramp needs all of start_ramp_it"),
+        (lambda: dataclasses.replace(Config().losses.KL, ramp_shape="log", start_ramp_val=0.0), "log needs"),
+        (lambda: PerceptualTerm(gram_weights=[1.0]), "gram_weights: got [1.0], expected 6 numbers >= 0"),
+        (lambda: dataclasses.replace(Config(), training=TrainingConfig(schedule_units="steps")), "whole number"),
+    ],
+)
+def test_a_config_object_cannot_be_built_invalid(build: object, message: str) -> None:
+    # Not only trees: every dataclass checks itself when constructed or replaced, so a Config that exists is valid.
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build()  # type: ignore[operator]
+
+
+def test_a_section_problem_is_named_from_the_top_of_the_config() -> None:
+    with pytest.raises(ConfigError, match=re.escape("losses/KL/ramp_shape: log needs start_ramp_val and end_ramp_val")):
+        config_from_tree({"losses": {"KL": {"ramp_shape": "log", "start_ramp_val": 0.0}}})
+    with pytest.raises(ConfigError, match=re.escape("data/synthetic/num_identities: got 1, expected >= 2")):
+        config_from_tree({"data": {"synthetic": {"num_identities": 1}}})
 
 
 def test_weight_alone_makes_a_term_constant() -> None:

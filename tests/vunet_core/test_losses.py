@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vunet_core.config import LOSS_TERMS, Config, LossesConfig, LossTerm, PerceptualTerm
+from vunet_core.config import LOSS_TERMS, Config, ConfigError, LossesConfig, LossTerm, PerceptualTerm
 from vunet_core.losses import (
     color_gradient,
     compute_losses,
@@ -134,5 +134,9 @@ def test_ramp_defined_for_a_grid_of_sampled_combinations() -> None:
         for b in (0, 5, 10):
             for va, vb in ((0.0, 1.0), (1e-6, 1.0), (2.0, 2.0)):
                 for shape in ("linear", "log"):
+                    if shape == "log" and min(va, vb) <= 0:  # a term that cannot exist: its own check says so
+                        with pytest.raises(ConfigError, match="log needs start_ramp_val and end_ramp_val > 0"):
+                            ramp(a, b, va, vb, shape)
+                        continue
                     w = [ramp_weight(s, ramp(a, b, va, vb, shape)) for s in range(0, 15)]
                     assert all(math.isfinite(v) and min(va, vb) <= v <= max(va, vb) for v in w)
