@@ -28,10 +28,10 @@ from typing import Any
 
 from scipy import stats
 
-from sweeps.outcome import trial_state
 from sweeps.report import SweepReport, TrialRow, ranked
 from sweeps.search import META, nest, sampled_flat, trial_meta
 from sweeps.spec import SweepSpec
+from sweeps.trial_info import trial_state
 
 LEVEL = 0.95
 BETTER, SAME, WORSE = "better", "no detectable difference", "worse"

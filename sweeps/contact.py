@@ -1,8 +1,8 @@
 """Contact sheets: the same validation inputs rendered by the baseline and the top trials.
 
 Comparing trials should mean looking at one picture. Every checkpoint's eval outputs
-hold each validation pair's images; :class:`ContactCache` (a Tune callback in the
-driver) keeps a few fixed pairs of every trial and epoch as a small `.npz` under
+hold each validation pair's images; :func:`cache_checkpoint` (called on each checkpoint by
+:mod:`sweeps.trial_events`) keeps a few fixed pairs of every trial and epoch as a small `.npz` under
 `<sweep dir>/contact/`, because Tune keeps only each trial's newest checkpoints. At the
 end, :func:`write_sheets` draws one PNG per epoch milestone (ASHA's rungs and the last
 epoch): a row per validation pair, columns appearance | pose | target, then each trial's
@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from ray import tune
 
-from sweeps.outcome import stage
+from sweeps.trial_info import stage
 from vunet_core import load_eval_outputs
 
 log = logging.getLogger(__name__)
@@ -37,20 +36,14 @@ HEADER_H = 2 * LABEL_H  # a row of group titles, then a row of column labels
 PAD = 2
 
 
-class ContactCache(tune.Callback):
-    """Keeps ROWS fixed validation pairs of each trial's eval outputs, per epoch."""
-
-    def __init__(self, sweep_dir: Path) -> None:
-        self.root = sweep_dir / CACHE_DIR
-
-    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
-        if stage(trial) != "search":  # the sheets compare search trials
-            return
-        path = Path(getattr(checkpoint, "path", ""))
-        try:
-            keep(path, self.root / str(trial.trial_id))
-        except (OSError, ValueError, KeyError) as exc:  # never stop the sweep for a picture
-            log.warning("contact sheet: could not keep trial %s's eval outputs (%s)", trial.trial_id, exc)
+def cache_checkpoint(trial: Any, checkpoint_dir: Path, sweep_dir: Path) -> None:
+    """Keep ROWS fixed validation pairs of a search trial's checkpoint for the sheets; never raises."""
+    if stage(trial) != "search":  # the sheets compare search trials
+        return
+    try:
+        keep(checkpoint_dir, sweep_dir / CACHE_DIR / str(trial.trial_id))
+    except (OSError, ValueError, KeyError) as exc:  # never stop the sweep for a picture
+        log.warning("contact sheet: could not keep trial %s's eval outputs (%s)", trial.trial_id, exc)
 
 
 def keep(checkpoint_dir: Path, trial_cache: Path) -> Path | None:

@@ -21,12 +21,13 @@ import shlex
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeps import confirm, console, contact
-from sweeps.callback import MlflowTrialLogger
 from sweeps.interrupt import Interrupts
+from sweeps.mlflow_trials import MlflowTrials
 from sweeps.outbox import Outbox
 from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, TrialRow, build_report, print_report, write_report
@@ -34,6 +35,7 @@ from sweeps.search import trial_cfg
 from sweeps.spec import SweepSpec
 from sweeps.sweep_dir import read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
+from sweeps.trial_events import TrialEvents
 from vunet_core import config_from_tree, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
@@ -41,6 +43,19 @@ FLUSH_AT_END_S = 30.0
 RUN_ID_WAIT_S = 20.0  # for best_trial.json's run id, when the answer's run is still being created
 PARENT = "parent"
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepSession:
+    """What the steps of one running sweep share: the validated sweep, its resolved base config,
+    where it lives and where it is tracked (the ids once the parent run exists)."""
+
+    spec: SweepSpec
+    base_tree: dict[str, Any]
+    uri: str
+    sweep_dir: Path
+    experiment_id: str = ""
+    parent_id: str = ""
 
 
 def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
@@ -95,12 +110,15 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
         logging.getLogger("ray").info("trial workers' output: %s/logs/worker-*.out", session)
 
 
-def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri: str) -> tuple[str, str, bool]:
-    """(experiment id, parent run id, created now): created once, recorded in sweep.json, reused on --resume."""
+def _parent_run(session: SweepSession) -> bool:
+    """Set the session's experiment and parent run ids: the run is created once, recorded in
+    sweep.json and reused on --resume; returns whether it was created now."""
+    spec, sweep_dir = session.spec, session.sweep_dir
     state = read_state(sweep_dir)
     if "parent_run_id" in state:
-        return str(state["experiment_id"]), str(state["parent_run_id"]), False
-    client = open_store(uri)
+        session.experiment_id, session.parent_id = str(state["experiment_id"]), str(state["parent_run_id"])
+        return False
+    client = open_store(session.uri)
     experiment_id = ensure_experiment(client, spec.name)
     tags = {
         "sweep": spec.name,
@@ -117,7 +135,8 @@ def _parent_run(spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], uri
         write_state(sweep_dir, {**state, "experiment_id": experiment_id, "parent_run_id": run_id})
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    return experiment_id, run_id, True
+    session.experiment_id, session.parent_id = experiment_id, run_id
+    return True
 
 
 def _log_parent_inputs(outbox: Outbox, spec: SweepSpec, base_tree: dict[str, Any]) -> None:
@@ -153,73 +172,70 @@ def run_sweep(
     from vunet_core import prepare_data
 
     log_file = console.configure(sweep_dir, verbose)
-
+    session = SweepSession(spec, base_tree, uri, sweep_dir)
     outbox: Outbox | None = None
-    logger: MlflowTrialLogger | None = None
+    mlflow: MlflowTrials | None = None
     with Interrupts() as interrupts:
         try:
             prepare_data(config_from_tree(base_tree), progress=True)  # generate the default dataset once, here
-            experiment_id, parent_id, created = _parent_run(spec, sweep_dir, base_tree, uri)
-            outbox = Outbox(sweep_dir, uri, experiment_id)
-            outbox.set_run(PARENT, parent_id)
-            # The logger reads what is logged and queued before the sender starts moving calls.
-            logger = MlflowTrialLogger(outbox, parent_id, base_tree, spec.max_epochs, spec.metric)
+            created = _parent_run(session)
+            outbox = Outbox(sweep_dir, uri, session.experiment_id)
+            outbox.set_run(PARENT, session.parent_id)
+            # MlflowTrials reads what is logged and queued before the sender starts moving calls.
+            mlflow = MlflowTrials(outbox, session.parent_id, base_tree, spec.metric)
             outbox.start()
             if created:
                 _log_parent_inputs(outbox, spec, base_tree)
             else:
                 outbox.put("set_status", PARENT, status="RUNNING")
-            callbacks = [
-                logger,
-                ProgressLines(spec.metric, spec.max_epochs, spec.mode),
-                contact.ContactCache(sweep_dir),
-            ]
+            events = TrialEvents(
+                mlflow, ProgressLines(spec.metric, spec.max_epochs, spec.mode), sweep_dir, spec.max_epochs
+            )
             print(
-                f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} (experiment {spec.name}, parent run {parent_id})"
+                f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} "
+                f"(experiment {spec.name}, parent run {session.parent_id})"
             )
             if log_file is not None:
                 print(f"Ray, Optuna and MLflow logs: {log_file} (--verbose shows them here)")
             if resume:  # trials a killed driver left RUNNING in the study cannot be continued
                 fail_running_trials(spec, sweep_dir)
-            report, confirmation = _fit(spec, sweep_dir, base_tree, callbacks, address, num_cpus, interrupts, resume)
+            report, confirmation = _fit(session, [events], address, num_cpus, interrupts, resume)
             # Tune returns on its own only when a stage is done (all trials, or the search's time
             # budget, which Tune carries over a resume); with a signal it returns early.
             if interrupts.signal is None:
-                _close_finished(outbox, spec, report, confirmation, uri, experiment_id, parent_id, base_tree, sweep_dir)
-                return _flush(outbox, spec, sweep_dir, 0)
+                _close_finished(session, outbox, report, confirmation)
+                return _flush(session, outbox, 0)
         except KeyboardInterrupt:
             interrupts.signal = interrupts.signal or signal.SIGINT
         except BaseException:
             # Never leave runs open: the parent and any trial still running end as FAILED.
             if outbox is not None:
-                _end_runs(outbox, logger, "FAILED", "failed")
+                _end_runs(outbox, mlflow, "FAILED", "failed")
                 outbox.flush(FLUSH_AT_END_S)
             raise
         try:
             for name in ("best_config.yaml", "best_trial.json"):  # an interrupted sweep has no answer yet
                 (sweep_dir / name).unlink(missing_ok=True)
             if outbox is not None:
-                _end_runs(outbox, logger, "KILLED", "interrupted")
+                _end_runs(outbox, mlflow, "KILLED", "interrupted")
             fail_running_trials(spec, sweep_dir)
             print(f"sweep {spec.name} interrupted; continue it with:\n  {resume_command(spec, sweep_dir)}", flush=True)
-            return _flush(outbox, spec, sweep_dir, interrupts.exit_code) if outbox is not None else interrupts.exit_code
+            return _flush(session, outbox, interrupts.exit_code) if outbox is not None else interrupts.exit_code
         except KeyboardInterrupt:  # a second signal while cleaning up: what is queued stays on disk
             print(f"\nstopped; continue with:\n  {resume_command(spec, sweep_dir)}", flush=True)
             return interrupts.exit_code
 
 
-def _end_runs(outbox: Outbox, logger: MlflowTrialLogger | None, status: str, state: str) -> None:
+def _end_runs(outbox: Outbox, mlflow: MlflowTrials | None, status: str, state: str) -> None:
     """End the parent and every trial run still open (they are reopened by --resume)."""
-    if logger is not None:
-        logger.end_active(status, state)
+    if mlflow is not None:
+        mlflow.end_active(status, state)
     outbox.put("log_batch", PARENT, tags=[["sweep_state", state]])
     outbox.put("set_status", PARENT, status=status)
 
 
 def _fit(
-    spec: SweepSpec,
-    sweep_dir: Path,
-    base_tree: dict[str, Any],
+    session: SweepSession,
     callbacks: list[Any],
     address: str | None,
     num_cpus: int | None,
@@ -239,6 +255,7 @@ def _fit(
         slim_checkpoints,
     )
 
+    spec, sweep_dir, base_tree = session.spec, session.sweep_dir, session.base_tree
     start = time.time()
     try:
         _start_ray(address, num_cpus)
@@ -299,7 +316,7 @@ def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> 
     return shlex.join([Path(sys.executable).name, str(Path(__file__).resolve().parent / "run.py"), *args])
 
 
-def _flush(outbox: Outbox, spec: SweepSpec, sweep_dir: Path, code: int) -> int:
+def _flush(session: SweepSession, outbox: Outbox, code: int) -> int:
     """Send what is queued (bounded wait); if the server is still down, say how to send it later."""
     left = outbox.flush(FLUSH_AT_END_S)
     if outbox.longest_wait_s and not left:
@@ -311,7 +328,7 @@ def _flush(outbox: Outbox, spec: SweepSpec, sweep_dir: Path, code: int) -> int:
     if left:
         print(
             f"MLflow: {left} calls could not be sent yet (tracking server unreachable); they are kept in "
-            f"{outbox.dir}; send them with: {resume_command(spec, sweep_dir, '--sync')}",
+            f"{outbox.dir}; send them with: {resume_command(session.spec, session.sweep_dir, '--sync')}",
             flush=True,
         )
     return code
@@ -334,17 +351,10 @@ def sync(spec: SweepSpec, sweep_dir: Path, timeout_s: float = 120.0) -> int:
 
 
 def _close_finished(
-    outbox: Outbox,
-    spec: SweepSpec,
-    report: SweepReport,
-    confirmation: confirm.Confirmation | None,
-    uri: str,
-    experiment_id: str,
-    parent_id: str,
-    base_tree: dict[str, Any],
-    sweep_dir: Path,
+    session: SweepSession, outbox: Outbox, report: SweepReport, confirmation: confirm.Confirmation | None
 ) -> None:
     """Write and log the report (tables, the answer, plots) and finish the parent run."""
+    spec, sweep_dir = session.spec, session.sweep_dir
     files = write_report(report, sweep_dir)
     sched = spec.scheduler
     epochs = contact.milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
@@ -367,9 +377,9 @@ def _close_finished(
     if best is not None:
         record = {
             "sweep": spec.name,
-            "tracking_uri": redact(uri),
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_id,
+            "tracking_uri": redact(session.uri),
+            "experiment_id": session.experiment_id,
+            "parent_run_id": session.parent_id,
             "trial_id": best.trial_id,
             # the child run's creation may still be queued: wait for it (briefly) rather than write ""
             "run_id": outbox.wait_for_run(best.trial_id, RUN_ID_WAIT_S),
@@ -386,7 +396,7 @@ def _close_finished(
                 "summary": confirm.summary(confirmation),
             }
         best_config = sweep_dir / "best_config.yaml"
-        best_config.write_text(render_config(trial_cfg(base_tree, best.config)))
+        best_config.write_text(render_config(trial_cfg(session.base_tree, best.config)))
         meta = sweep_dir / "best_trial.json"
         meta.write_text(json.dumps(record, indent=1))
         files += [best_config, meta]

@@ -17,18 +17,18 @@ import math
 import time
 from typing import Any
 
-from ray import tune
-
-from sweeps.outcome import stage, trial_label, trial_state
 from sweeps.report import short_names, text_table
 from sweeps.search import sampled_flat
+from sweeps.trial_info import stage, trial_label, trial_state
 
 TABLE_EVERY_S = 60.0
 TABLE_ROWS = 8
 TUNE_STATUS = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused", "ERROR": "crashed"}
 
 
-class ProgressLines(tune.Callback):
+class ProgressLines:
+    """The driver's stdout lines per trial event (called by :mod:`sweeps.trial_events`)."""
+
     def __init__(self, metric: str, max_epochs: int, mode: str = "min", every_s: float = TABLE_EVERY_S) -> None:
         self.metric = metric
         self.max_epochs = max_epochs
@@ -40,29 +40,26 @@ class ProgressLines(tune.Callback):
         value = result.get(self.metric)
         return f"{self.metric} {value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else ""
 
-    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def started(self, trial: Any) -> None:
         print(f"{trial_label(trial)} started", flush=True)
 
-    def on_trial_result(
-        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-    ) -> None:
+    def epoch(self, trial: Any, result: dict[str, Any], trials: list[Any]) -> None:
         if result.get("trial_state") == "diverged":
-            return
+            return  # its end line says so
         epoch = result.get("training_iteration", 0)
         print(f"{trial_label(trial)} epoch {epoch}/{self.max_epochs}: {self._value(result)}", flush=True)
         self.maybe_table(trials)
 
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def ended(self, trial: Any, state: str) -> None:
+        """`completed/early_stopped/diverged after N epochs: ...`, or `crashed (error log: ...)`."""
+        if state == "crashed":
+            print(f"{trial_label(trial)} crashed (error log: {getattr(trial, 'error_file', '?')})", flush=True)
+            return
         last = trial.last_result or {}
-        state = trial_state(last, error=False, max_epochs=self.max_epochs)
-        epochs = last.get("training_iteration", 0)
         detail = self._value(last)
         if state == "diverged":
             detail = f"loss {last.get('diverged_term')} non-finite at step {last.get('diverged_step')}"
-        print(f"{trial_label(trial)} {state} after {epochs} epochs: {detail}", flush=True)
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        print(f"{trial_label(trial)} crashed (error log: {getattr(trial, 'error_file', '?')})", flush=True)
+        print(f"{trial_label(trial)} {state} after {last.get('training_iteration', 0)} epochs: {detail}", flush=True)
 
     def maybe_table(self, trials: list[Any]) -> None:
         """The compact table, at most every `every_s` (checked on each reported epoch)."""

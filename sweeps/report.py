@@ -20,9 +20,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sweeps.outcome import is_baseline, trial_number, trial_state
 from sweeps.search import sampled_flat
 from sweeps.spec import SweepSpec
+from sweeps.trial_info import is_baseline, trial_number, trial_state
 
 TOP_ROWS = 10
 

@@ -1,7 +1,8 @@
 """MLflow tracking: the store, the sweep's experiment and parent run, one child run per trial.
 
-Everything is logged from the driver: :class:`MlflowTrialLogger` is a Ray Tune
-callback that turns what trials report and checkpoint into MLflow runs, so trials
+Everything is logged from the driver: :class:`~sweeps.mlflow_trials.MlflowTrials`, called by the
+sweep's Tune callback (:mod:`sweeps.trial_events`), turns what trials report and checkpoint into
+MLflow runs, so trials
 on other machines need no MLflow access and a trial killed by the scheduler loses
 nothing (its last report and checkpoint already reached the driver). The calls go
 through the sweep's outbox (`sweeps/outbox.py`), which maps each trial to its run

@@ -23,10 +23,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from sweeps import console
-from sweeps.outcome import is_baseline, trial_dirname
 from sweeps.searcher import FixedPoints, StudySearcher
 from sweeps.spec import SweepSpec
 from sweeps.trainable import run_trial
+from sweeps.trial_info import is_baseline, trial_dirname
 from vunet_core import CHECKPOINT_NAME, drop_optimizer_state
 
 TUNE_DIR_NAME = "tune"

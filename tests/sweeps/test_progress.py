@@ -32,7 +32,7 @@ def test_table_counts_states_and_lists_the_best_first(capsys: Any) -> None:
 
 
 def test_trial_directories_are_short_and_end_in_the_trial_id() -> None:
-    from sweeps.outcome import trial_dirname
+    from sweeps.trial_info import trial_dirname
 
     assert trial_dirname(_trial(3, "PENDING", 0, 0.0, 0.5)) == "trial_3_id3"
     confirm = SimpleNamespace(

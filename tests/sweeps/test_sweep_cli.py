@@ -179,7 +179,7 @@ def test_best_config_reproduces_its_trial_as_a_tracked_single_run(smoke: tuple[P
     best = cwd / "sweeps_out" / "smoke" / "best_config.yaml"
     record = json.loads((best.parent / "best_trial.json").read_text())
     assert yaml.safe_load(best.read_text())["training"]["num_threads"] == 1  # the trial's thread count
-    cmd = [sys.executable, str(ROOT / "sweeps" / "train.py"), str(best)]  # the trial's length: 2 epochs
+    cmd = [sys.executable, str(ROOT / "sweeps" / "train_best.py"), str(best)]  # the trial's length: 2 epochs
     out = subprocess.run(cmd, cwd=cwd, env=sweep_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"training/num_threads 1: torch threads (0 = every core), as in trial {record['trial_id']}" in out.stdout

@@ -1,4 +1,4 @@
-"""Ray Tune callback that records every trial as a child MLflow run of the sweep's run.
+"""Every trial as a child MLflow run of the sweep's run (called by :mod:`sweeps.trial_events`).
 
 Both stages' trials are children of the parent run, tagged `stage=search` or
 `stage=confirm` (with `candidate`, `seed` and `search_trial_id`). Runs in the driver and
@@ -22,28 +22,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
-
 from sweeps.outbox import Outbox
-from sweeps.outcome import is_baseline, stage, trial_label, trial_state
 from sweeps.search import sampled_flat, trial_flat_config, trial_meta
 from sweeps.tracking import MAX_BATCH, PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
+from sweeps.trial_info import is_baseline, stage, trial_label
 
 log = logging.getLogger(__name__)
 
 MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "crashed": "FAILED"}
 
 
-class MlflowTrialLogger(tune.Callback):
-    """Child run per trial, logged from the driver through the outbox."""
+class MlflowTrials:
+    """Child run per trial, logged from the driver through the outbox. Never raises: a tracking
+    problem is logged and the sweep carries on."""
 
-    def __init__(
-        self, outbox: Outbox, parent_run_id: str, base_tree: dict[str, Any], max_epochs: int, metric: str
-    ) -> None:
+    def __init__(self, outbox: Outbox, parent_run_id: str, base_tree: dict[str, Any], metric: str) -> None:
         self.outbox = outbox
         self.parent_run_id = parent_run_id
         self.base_tree = base_tree
-        self.max_epochs = max_epochs
         self.metric = metric
         self.opened: set[str] = set()
         self.active: set[str] = set()  # started or resumed in this session and not ended yet
@@ -108,20 +104,21 @@ class MlflowTrialLogger(tune.Callback):
             self.outbox.put("log_batch", key, params=params[i : i + MAX_BATCH])
         self.opened.add(key)
 
-    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def opened_run(self, trial: Any) -> None:
+        """A trial started: its run is created (params, tags), or set RUNNING again on a retry."""
         self._safely(self._open_run, trial)
 
-    def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def restored(self, trial: Any) -> None:
+        """A trial restored by --resume: reopen its run and log what a killed driver missed."""
         self._safely(self._open_run, trial)
         self._safely(self._catch_up, trial)
 
-    def on_trial_result(
-        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-    ) -> None:
+    def result(self, trial: Any, result: dict[str, Any]) -> None:
+        """An epoch's metrics (step = epoch), each epoch once."""
         self._safely(lambda t: self._log_result(t, result), trial)
 
-    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
-        path = Path(getattr(checkpoint, "path", ""))
+    def checkpoint(self, trial: Any, path: Path) -> None:
+        """A checkpoint's sample grid and eval outputs, each epoch once."""
         self._safely(lambda t: self._log_files(t, path), trial)
 
     def _catch_up(self, trial: Any) -> None:
@@ -163,17 +160,13 @@ class MlflowTrialLogger(tune.Callback):
         self.outbox.put("log_artifacts", key, files={"dir": path / "eval"}, artifact_path=f"eval/epoch_{epoch:04d}")
         done.add(epoch)
 
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._finish(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.max_epochs))
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._finish(trial, "crashed")
-
     def _ensure_run(self, trial: Any) -> None:
         if trial.trial_id not in self.trial_ids:
             self._open_run(trial)
 
-    def _finish(self, trial: Any, state: str) -> None:
+    def finish(self, trial: Any, state: str) -> None:
+        """The trial ended in `state` (sweeps.trial_info.STATES): tags, error log, run status."""
+
         def finish(t: Any) -> None:
             self._ensure_run(t)
             tags: dict[str, Any] = {STATE_TAG: state}

@@ -1,0 +1,62 @@
+"""What the driver does on each trial event, in one place: the one Tune callback of a sweep.
+
+Tune calls :class:`TrialEvents` in the driver process; each event reads top to bottom:
+
+- started: create the trial's MLflow run (or set it RUNNING again on a retry), print a line;
+- restored (``--resume``): reopen the run and log what a killed driver missed;
+- result: log the epoch's metrics, print the epoch line (and, once a minute, the table);
+- checkpoint: log the sample grid and eval outputs, cache the contact-sheet pairs;
+- complete / error: decide how the trial ended, once (:func:`~sweeps.trial_info.trial_state`),
+  end its run with that state and print it.
+
+MLflow calls only queue on the sweep's outbox (:mod:`sweeps.outbox`), so no event waits for
+the tracking server; none of them raises into Tune's loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from sweeps.contact import cache_checkpoint
+from sweeps.mlflow_trials import MlflowTrials
+from sweeps.progress import ProgressLines
+from sweeps.trial_info import trial_state
+
+
+class TrialEvents(tune.Callback):
+    def __init__(self, mlflow: MlflowTrials, progress: ProgressLines, sweep_dir: Path, max_epochs: int) -> None:
+        self.mlflow = mlflow
+        self.progress = progress
+        self.sweep_dir = sweep_dir
+        self.max_epochs = max_epochs
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.mlflow.opened_run(trial)
+        self.progress.started(trial)
+
+    def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.mlflow.restored(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        self.mlflow.result(trial, result)
+        self.progress.epoch(trial, result, trials)
+
+    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        path = Path(getattr(checkpoint, "path", ""))
+        self.mlflow.checkpoint(trial, path)
+        cache_checkpoint(trial, path, self.sweep_dir)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.max_epochs))
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._ended(trial, "crashed")
+
+    def _ended(self, trial: Any, state: str) -> None:
+        self.mlflow.finish(trial, state)
+        self.progress.ended(trial, state)
