@@ -4,7 +4,7 @@
 search-space corners, dataset, VGG weights, tracking store). `run_sweep` owns the
 side effects in order: generated data, the MLflow parent run, a local Ray instance
 (or a connection to a cluster), the search Tuner, the confirmation Tuner (same Ray
-session; `sweeps/confirm.py`), the end-of-sweep report and answer. Ray started here
+session; `sweeps/confirm.py`), then the report and the answer (`sweeps/answer.py`). Ray started here
 is shut down here; nothing is left running. SIGINT and SIGTERM stop the sweep at any
 point with its state saved, exit code 130 / 143, every open run KILLED and the exact
 `--resume` command printed; an interrupted sweep never writes `best_config.yaml`.
@@ -14,24 +14,23 @@ outage delays them, never the trials, and loses nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps import confirm, console, contact
+from sweeps import confirm, console
+from sweeps.answer import close_finished
 from sweeps.interrupt import Interrupts
 from sweeps.mlflow_trials import MlflowTrials
 from sweeps.outbox import Outbox
 from sweeps.progress import ProgressLines
-from sweeps.report import SweepReport, TrialRow, build_report, print_report, write_report
-from sweeps.search import trial_cfg
+from sweeps.report import SweepReport, build_report
+from sweeps.session import PARENT, SweepSession
 from sweeps.spec import SweepSpec
 from sweeps.sweep_dir import read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
@@ -40,22 +39,7 @@ from vunet_core import config_from_tree, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
 FLUSH_AT_END_S = 30.0
-RUN_ID_WAIT_S = 20.0  # for best_trial.json's run id, when the answer's run is still being created
-PARENT = "parent"
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SweepSession:
-    """What the steps of one running sweep share: the validated sweep, its resolved base config,
-    where it lives and where it is tracked (the ids once the parent run exists)."""
-
-    spec: SweepSpec
-    base_tree: dict[str, Any]
-    uri: str
-    sweep_dir: Path
-    experiment_id: str = ""
-    parent_id: str = ""
 
 
 def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
@@ -203,7 +187,7 @@ def run_sweep(
             # Tune returns on its own only when a stage is done (all trials, or the search's time
             # budget, which Tune carries over a resume); with a signal it returns early.
             if interrupts.signal is None:
-                _close_finished(session, outbox, report, confirmation)
+                close_finished(session, outbox, report, confirmation)
                 return _flush(session, outbox, 0)
         except KeyboardInterrupt:
             interrupts.signal = interrupts.signal or signal.SIGINT
@@ -294,19 +278,6 @@ def _run_stage(tuner: Any, interrupts: Interrupts) -> Any:
         interrupts.tune_running = False
 
 
-def _slim(sweep_dir: Path, best: TrialRow | None) -> str:
-    """Keep a whole checkpoint (model + optimizer) for the answer only; say what the sweep takes on disk."""
-    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, dir_size, slim_checkpoints
-
-    keep = {best.trial_id} if best is not None else set()
-    slimmed = sum(slim_checkpoints(sweep_dir / name, keep)[0] for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME))
-    whole = f"trial {best.number} keeps model + optimizer state (to continue it); " if best is not None else ""
-    return (
-        f"sweep directory: {dir_size(sweep_dir) / 1e6:.0f} MB; {whole}"
-        f"{slimmed} other trials keep model weights, sample grids and eval outputs only"
-    )
-
-
 def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> str:
     overrides = {**spec.overrides, **spec.spec_overrides}
     args = [str(Path(spec.source_path).resolve())]
@@ -348,83 +319,3 @@ def sync(spec: SweepSpec, sweep_dir: Path, timeout_s: float = 120.0) -> int:
     if left:
         print(f"{left} calls left; the tracking server did not answer. Try again when it is up.")
     return 0 if left == 0 else 1
-
-
-def _close_finished(
-    session: SweepSession, outbox: Outbox, report: SweepReport, confirmation: confirm.Confirmation | None
-) -> None:
-    """Write and log the report (tables, the answer, plots) and finish the parent run."""
-    spec, sweep_dir = session.spec, session.sweep_dir
-    files = write_report(report, sweep_dir)
-    sched = spec.scheduler
-    epochs = contact.milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
-    sheets = contact.write_sheets(sweep_dir, contact.sheet_columns(report), epochs)
-    for sheet in sheets:
-        outbox.put("log_artifact", PARENT, files={"file": sheet}, artifact_path=contact.SHEET_DIR)
-    now = int(time.time() * 1000)
-    tags = [["sweep_state", "finished"]]
-    metrics = []
-    best: TrialRow | None = report.best
-    if confirmation is not None:
-        best = confirmation.winner.row
-        files += [
-            confirm.write_csv(confirmation, sweep_dir / "confirm.csv"),
-            confirm.plot(confirmation, sweep_dir / "confirm.png"),
-        ]
-        metrics += [[k, v, now, 0] for k, v in confirm.parent_metrics(confirmation).items()]
-        top = confirmation.top
-        tags += [["confirm_winner", confirmation.winner.label], ["confirm_verdict", top.verdict if top else "-"]]
-    if best is not None:
-        record = {
-            "sweep": spec.name,
-            "tracking_uri": redact(session.uri),
-            "experiment_id": session.experiment_id,
-            "parent_run_id": session.parent_id,
-            "trial_id": best.trial_id,
-            # the child run's creation may still be queued: wait for it (briefly) rather than write ""
-            "run_id": outbox.wait_for_run(best.trial_id, RUN_ID_WAIT_S),
-            "metric": spec.metric,
-            "value": best.metric,
-            "epochs": best.epochs,
-        }
-        if confirmation is not None:
-            win = confirmation.winner
-            record["confirmation"] = {
-                "candidate": win.label,
-                "mean": win.mean,
-                "values": {str(k): v for k, v in win.values.items()},
-                "summary": confirm.summary(confirmation),
-            }
-        best_config = sweep_dir / "best_config.yaml"
-        best_config.write_text(render_config(trial_cfg(session.base_tree, best.config)))
-        meta = sweep_dir / "best_trial.json"
-        meta.write_text(json.dumps(record, indent=1))
-        files += [best_config, meta]
-        tags += [["best_trial_id", best.trial_id], ["best_run_id", str(record["run_id"])]]
-        metrics.append([f"best/{spec.metric}", best.metric, now, 0])
-    for f in files:
-        outbox.put("log_artifact", PARENT, files={"file": f})
-    if metrics:
-        outbox.put("log_batch", PARENT, metrics=metrics)
-    outbox.put("log_batch", PARENT, tags=tags)
-    outbox.put("set_status", PARENT, status="FINISHED")
-    print_report(report)
-    if confirmation is not None:
-        seeds = len(spec.confirm.seeds) if spec.confirm else 0
-        fraction = confirmation.train_s / max(1e-9, confirmation.wall_s * max(1, spec.max_concurrent_trials))
-        print(
-            f"\nconfirmation: {len(confirmation.candidates) + 1} configs x {seeds} fresh seeds in "
-            f"{confirmation.wall_s:.0f} s wall (compute fraction {fraction:.2f}); {spec.metric} after "
-            f"{spec.max_epochs} epochs, difference to the baseline with a Welch {confirm.LEVEL:.0%} CI"
-        )
-        print(confirm.format_table(confirmation))
-        print(confirm.summary(confirmation))
-        print(f"sweep {spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
-    print(_slim(sweep_dir, best))
-    if best is None:
-        print("no trial finished with a finite objective; nothing to reuse")
-        return
-    print(f"best config: {sweep_dir / 'best_config.yaml'}")
-    print(
-        f"reuse it:    python sweeps/train_best.py {sweep_dir / 'best_config.yaml'} training/num_epochs {10 * spec.max_epochs}"
-    )
