@@ -17,12 +17,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sweeps.search import sampled_flat
 from sweeps.spec import SweepSpec
-from sweeps.trial_info import is_baseline, trial_number, trial_state
+from sweeps.trial_info import optuna_number, trains_baseline, trial_state
 
 TOP_ROWS = 10
 
@@ -60,7 +59,7 @@ def _row(result: Any, spec: SweepSpec) -> TrialRow:
     trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
     return TrialRow(
         trial_id=trial_id,
-        number=trial_number(SimpleNamespace(config=config)),
+        number=number if (number := optuna_number(config)) is not None else 0,
         state=trial_state(last, error=result.error is not None, max_epochs=spec.max_epochs),
         epochs=int(last.get("training_iteration", 0)),
         metric=float(value) if isinstance(value, (int, float)) else float("nan"),
@@ -74,7 +73,7 @@ def build_report(spec: SweepSpec, results: Any, wall_s: float) -> SweepReport:
     rows = [_row(result, spec) for result in results]
     report = SweepReport(spec, rows, wall_s)
     report.best = next(iter(ranked(report)), None)
-    report.baseline = next((r for r in rows if is_baseline(SimpleNamespace(config=r.config))), None)
+    report.baseline = next((r for r in rows if trains_baseline(r.config)), None)
     return report
 
 

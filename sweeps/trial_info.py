@@ -22,20 +22,30 @@ def trial_state(last_result: Mapping[str, Any], error: bool, max_epochs: int) ->
     return "completed"
 
 
+def optuna_number(config: Mapping[str, Any]) -> int | None:
+    """The Optuna trial number a searcher wrote into a trial's config (0 = the baseline), if any."""
+    number = trial_meta(config).get("optuna_trial")
+    return number if isinstance(number, int) else None
+
+
 def trial_number(trial: Any) -> int:
     """The trial's number everywhere (progress lines, tables, MLflow run names): its Optuna trial
     number, 0-based, 0 = the baseline. Trials without one (confirmation) use Tune's 1-based order."""
-    number = trial_meta(getattr(trial, "config", None) or {}).get("optuna_trial")
-    if isinstance(number, int):
+    number = optuna_number(getattr(trial, "config", None) or {})
+    if number is not None:
         return number
     head = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
     return int(head) if head.isdigit() else 0
 
 
-def is_baseline(trial: Any) -> bool:
-    """Whether the trial trains the base configuration (the searcher marks it; never with
+def trains_baseline(config: Mapping[str, Any]) -> bool:
+    """Whether a trial config trains the base configuration (the searcher marks it; never with
     `baseline: false`)."""
-    return bool(trial_meta(getattr(trial, "config", None) or {}).get("baseline"))
+    return bool(trial_meta(config).get("baseline"))
+
+
+def is_baseline(trial: Any) -> bool:
+    return trains_baseline(getattr(trial, "config", None) or {})
 
 
 def stage(trial: Any) -> str:
