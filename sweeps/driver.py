@@ -172,9 +172,7 @@ def run_sweep(
                 _log_parent_inputs(outbox, spec, base_tree)
             else:
                 outbox.put("set_status", PARENT, status="RUNNING")
-            events = TrialEvents(
-                mlflow, ProgressLines(spec.metric, spec.max_epochs, spec.mode), sweep_dir, spec.max_epochs
-            )
+            events = TrialEvents(mlflow, ProgressLines(spec.metric, spec.max_epochs, spec.mode), sweep_dir)
             print(
                 f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} "
                 f"(experiment {spec.name}, parent run {session.parent_id})"

@@ -210,7 +210,7 @@ def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline
             _check_baseline(dist, base[path], key, report)
         term_path, _, leaf = path.rpartition("/")
         term = _loss_term(base_cfg, term_path)
-        if term is not None and term.ramped and leaf in term.unused_keys:
+        if term is not None and term.ramped and leaf == "weight":
             # A ramped term ignores `weight`: searching it would waste every trial.
             report(key, f"has no effect: {term_path} is ramped in the base config; search its *_ramp_* keys instead")
 

@@ -27,11 +27,10 @@ from sweeps.trial_info import trial_state
 
 
 class TrialEvents(tune.Callback):
-    def __init__(self, mlflow: MlflowTrials, progress: ProgressLines, sweep_dir: Path, max_epochs: int) -> None:
+    def __init__(self, mlflow: MlflowTrials, progress: ProgressLines, sweep_dir: Path) -> None:
         self.mlflow = mlflow
         self.progress = progress
         self.sweep_dir = sweep_dir
-        self.max_epochs = max_epochs
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.mlflow.opened_run(trial)
@@ -52,7 +51,7 @@ class TrialEvents(tune.Callback):
         cache_checkpoint(trial, path, self.sweep_dir)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._ended(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.max_epochs))
+        self._ended(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.progress.max_epochs))
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial, "crashed")

@@ -1,4 +1,5 @@
-"""How a trial ended, from its last report: completed, early_stopped, diverged or crashed."""
+"""What the driver knows of a Tune trial: how it ended (completed, early_stopped, diverged or
+crashed), its number, stage, label and directory name."""
 
 from __future__ import annotations
 

@@ -165,8 +165,8 @@ class LossTerm:
     end_ramp_val: float | None = _f(None, "weight after end_ramp_it", min=0.0)
     ramp_shape: str = _f("linear", "interpolation inside the ramp", choices=("linear", "log"))
 
-    # A term's ramp rules live here, and only here: all four ramp keys or none; `log` needs
-    # weights > 0; a ramped term ignores `weight`; a tree setting only `weight` makes it constant.
+    # A term's ramp rules live here: all four ramp keys or none; `log` needs weights > 0; a tree
+    # setting only `weight` makes the term constant (`merged_tree`); a `ramped` term ignores `weight`.
     def __post_init__(self) -> None:
         _check_fields(self)
         set_keys = [k for k in RAMP_KEYS if getattr(self, k) is not None]
@@ -179,11 +179,6 @@ class LossTerm:
     @property
     def ramped(self) -> bool:
         return self.start_ramp_it is not None
-
-    @property
-    def unused_keys(self) -> tuple[str, ...]:
-        """Keys that have no effect on this term's weight: `weight` when ramped, else the ramp keys."""
-        return ("weight",) if self.ramped else RAMP_KEYS
 
     @staticmethod
     def merged_tree(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def test_each_event_reaches_mlflow_and_the_progress_lines_with_one_state(
     tmp_path: Path, capsys: Any, last: dict[str, Any], error: bool, state: str, line: str
 ) -> None:
     mlflow = RecordingMlflow()
-    events = TrialEvents(mlflow, ProgressLines("val/transfer/l1", 4, every_s=1e9), tmp_path, max_epochs=4)  # type: ignore[arg-type]
+    events = TrialEvents(mlflow, ProgressLines("val/transfer/l1", 4, every_s=1e9), tmp_path)  # type: ignore[arg-type]
     trial = _trial(3, last)
     events.on_trial_start(0, [trial], trial)
     events.on_trial_result(0, [trial], trial, {"training_iteration": 1, "val/transfer/l1": 0.5})
@@ -81,7 +81,7 @@ def test_each_event_reaches_mlflow_and_the_progress_lines_with_one_state(
 
 def test_a_restored_trial_reopens_its_run_without_a_started_line(tmp_path: Path, capsys: Any) -> None:
     mlflow = RecordingMlflow()
-    events = TrialEvents(mlflow, ProgressLines("val/transfer/l1", 4), tmp_path, max_epochs=4)  # type: ignore[arg-type]
+    events = TrialEvents(mlflow, ProgressLines("val/transfer/l1", 4), tmp_path)  # type: ignore[arg-type]
     trial = _trial(1, {})
     events.on_trial_restore(0, [trial], trial)
     assert mlflow.calls == [("restore", "t1")] and capsys.readouterr().out == ""
