@@ -13,13 +13,14 @@ import json
 import time
 from pathlib import Path
 
-from sweeps import confirm, contact
+from sweeps import confirm, contact, storage
 from sweeps.outbox import Outbox
 from sweeps.report import SweepReport, TrialRow, print_report, write_report
 from sweeps.search import trial_cfg
+from sweeps.searcher import STUDY_FILE
 from sweeps.session import PARENT, SweepSession
 from sweeps.tracking import redact
-from vunet_core import render_config
+from vunet_core import one_line, render_config
 
 RUN_ID_WAIT_S = 20.0  # for best_trial.json's run id, when the answer's run is still being created
 
@@ -94,7 +95,8 @@ def close_finished(
         print(confirm.format_table(confirmation))
         print(confirm.summary(confirmation))
         print(f"sweep {spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
-    print(_slim(sweep_dir, best))
+    _publish(session, [*files, *sheets])
+    print(_slim(session, best))
     if best is None:
         print("no trial finished with a finite objective; nothing to reuse")
         return
@@ -104,14 +106,29 @@ def close_finished(
     )
 
 
-def _slim(sweep_dir: Path, best: TrialRow | None) -> str:
+def _publish(session: SweepSession, files: list[Path]) -> None:
+    """With a storage of its own, the sweep's report files (and a copy of the Optuna study) go to
+    its `report/` too; a storage that fails now costs the copy, never the local answer."""
+    if not session.separate_storage:
+        return
+    study = session.sweep_dir / STUDY_FILE
+    try:
+        storage.publish(session.storage, [*files, *([study] if study.is_file() else [])], session.sweep_dir)
+    except OSError as exc:
+        print(f"storage: could not copy the report to {session.storage.shown()}/report ({one_line(str(exc))[:200]})")
+        return
+    print(f"report files copied to {session.storage.child('report').shown()}")
+
+
+def _slim(session: SweepSession, best: TrialRow | None) -> str:
     """Keep a whole checkpoint (model + optimizer) for the answer only; say what the sweep takes on disk."""
-    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, dir_size, slim_checkpoints
+    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, dir_size
 
     keep = {best.trial_id} if best is not None else set()
-    slimmed = sum(slim_checkpoints(sweep_dir / name, keep)[0] for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME))
+    stages = [session.storage.child(name) for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME)]
+    slimmed = sum(storage.slim_checkpoints(stage, keep)[0] for stage in stages)
     whole = f"trial {best.number} keeps model + optimizer state (to continue it); " if best is not None else ""
-    return (
-        f"sweep directory: {dir_size(sweep_dir) / 1e6:.0f} MB; {whole}"
-        f"{slimmed} other trials keep model weights, sample grids and eval outputs only"
-    )
+    size = f"sweep directory: {dir_size(session.sweep_dir) / 1e6:.0f} MB"
+    if session.separate_storage:
+        size += f", storage: {storage.tree_size(session.storage) / 1e6:.0f} MB"
+    return f"{size}; {whole}{slimmed} other trials keep model weights, sample grids and eval outputs only"

@@ -32,6 +32,7 @@ from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, build_report
 from sweeps.session import PARENT, SweepSession
 from sweeps.spec import SweepSpec
+from sweeps.storage import AWS_VARIABLES, Storage, check_storage, slim_checkpoints
 from sweeps.sweep_dir import read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
 from sweeps.trial_events import TrialEvents
@@ -57,17 +58,20 @@ def absolute_paths(tree: dict[str, Any], cwd: Path) -> dict[str, Any]:
     return out
 
 
-def preflight(spec: SweepSpec, cwd: Path, uri: str) -> dict[str, Any]:
-    """Resolve the base tree (paths against `cwd`) and check inputs and tracking; raises user errors."""
+def preflight(spec: SweepSpec, cwd: Path, uri: str, storage: Storage | None = None) -> dict[str, Any]:
+    """Resolve the base tree (paths against `cwd`) and check inputs, tracking and storage; raises
+    user errors."""
     from vunet_core import check_inputs
 
     base_tree = absolute_paths(spec.base_tree(), cwd)
     check_inputs(config_from_tree(base_tree))
     check_tracking(uri)
+    if storage is not None:
+        check_storage(storage)
     return base_tree
 
 
-def _start_ray(address: str | None, num_cpus: int | None) -> None:
+def _start_ray(address: str | None, num_cpus: int | None, storage: Storage) -> None:
     import ray
 
     # The classic reporter honours our columns; Tune's newer output also breaks on a restored second stage.
@@ -79,7 +83,10 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     to_driver = console.verbose()  # trial workers' output on the terminal only with --verbose
     if address:
-        context = ray.init(address=address, log_to_driver=to_driver)
+        # Trials on other nodes write checkpoints to the storage with the driver's AWS settings.
+        aws = {k: v for k in AWS_VARIABLES if storage.remote and (v := os.environ.get(k))}
+        runtime_env = {"env_vars": aws} if aws else None
+        context = ray.init(address=address, log_to_driver=to_driver, runtime_env=runtime_env)
     else:  # a single-machine instance listens on the loopback interface only (see sweeps/run.py)
         context = ray.init(
             address="local",
@@ -108,6 +115,7 @@ def _parent_run(session: SweepSession) -> bool:
         "sweep": spec.name,
         "role": "sweep",
         "sweep_dir": str(sweep_dir),
+        "storage": session.storage.shown(),
         "metric": spec.metric,
         "mode": spec.mode,
         "mlflow.source.git.commit": code_version(Path(__file__).parent),
@@ -145,6 +153,7 @@ def run_sweep(
     base_tree: dict[str, Any],
     uri: str,
     sweep_dir: Path,
+    storage: Storage,
     *,
     resume: bool,
     address: str | None,
@@ -156,7 +165,7 @@ def run_sweep(
     from vunet_core import prepare_data
 
     log_file = console.configure(sweep_dir, verbose)
-    session = SweepSession(spec, base_tree, uri, sweep_dir)
+    session = SweepSession(spec, base_tree, uri, sweep_dir, storage)
     outbox: Outbox | None = None
     mlflow: MlflowTrials | None = None
     with Interrupts() as interrupts:
@@ -177,6 +186,8 @@ def run_sweep(
                 f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} "
                 f"(experiment {spec.name}, parent run {session.parent_id})"
             )
+            if session.separate_storage:
+                print(f"Tune state and checkpoints: {storage.shown()}")
             if log_file is not None:
                 print(f"Ray, Optuna and MLflow logs: {log_file} (--verbose shows them here)")
             if resume:  # trials a killed driver left RUNNING in the study cannot be continued
@@ -234,33 +245,32 @@ def _fit(
         new_confirm_tuner,
         new_tuner,
         restored_tuner,
-        slim_checkpoints,
     )
 
-    spec, sweep_dir, base_tree = session.spec, session.sweep_dir, session.base_tree
+    spec, storage = session.spec, session.storage
     start = time.time()
     try:
-        _start_ray(address, num_cpus)
+        _start_ray(address, num_cpus, storage)
         interrupts.install()
-        make = restored_tuner if resume and can_resume(sweep_dir) else new_tuner
-        results = _run_stage(make(spec, sweep_dir, base_tree, callbacks), interrupts)
+        make = restored_tuner if resume and can_resume(storage) else new_tuner
+        results = _run_stage(make(session, callbacks), interrupts)
         report = build_report(spec, results, time.time() - start)
         if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
             return report, None
         candidates = confirm.pick_candidates(report, spec.confirm.top_k)
         # The confirmation needs no search checkpoint; those that may win stay whole.
-        slim_checkpoints(sweep_dir / TUNE_DIR_NAME, {report.baseline.trial_id, *(c.row.trial_id for c in candidates)})
+        keep = {report.baseline.trial_id, *(c.row.trial_id for c in candidates)}
+        slim_checkpoints(storage.child(TUNE_DIR_NAME), keep)
         print(
             f"confirmation: {', '.join(c.label for c in candidates)} x seeds "
             f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
             flush=True,
         )
         start = time.time()
-        if resume and can_resume(sweep_dir, CONFIRM_DIR_NAME):
-            tuner = restored_tuner(spec, sweep_dir, base_tree, callbacks, CONFIRM_DIR_NAME)
+        if resume and can_resume(storage, CONFIRM_DIR_NAME):
+            tuner = restored_tuner(session, callbacks, CONFIRM_DIR_NAME)
         else:
-            configs = confirm.trial_configs(candidates, spec.confirm.seeds)
-            tuner = new_confirm_tuner(spec, sweep_dir, base_tree, callbacks, configs)
+            tuner = new_confirm_tuner(session, callbacks, confirm.trial_configs(candidates, spec.confirm.seeds))
         results = _run_stage(tuner, interrupts)
         return report, confirm.collect(spec, candidates, results, time.time() - start)
     finally:

@@ -24,6 +24,7 @@ from typing import Any
 
 from sweeps.outbox import Outbox
 from sweeps.search import sampled_flat, trial_flat_config, trial_meta
+from sweeps.storage import checkpoint_files
 from sweeps.tracking import MAX_BATCH, PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
 from sweeps.trial_info import is_baseline, stage, trial_label
 
@@ -131,7 +132,8 @@ class MlflowTrials:
         metrics.setdefault("training_iteration", metrics.get("epoch", 0))
         self._log_result(trial, metrics)
         if latest.checkpoint is not None:
-            self._log_files(trial, Path(latest.checkpoint.path))
+            with checkpoint_files(latest.checkpoint) as path:
+                self._log_files(trial, path)
 
     def _log_result(self, trial: Any, result: dict[str, Any]) -> None:
         step = int(result.get("training_iteration", 0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,10 @@ if __package__ in (None, ""):  # `python sweeps/run.py`: make the project import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweeps.spec import TOP_KEYS, SpecError, load_spec  # noqa: E402
+from sweeps.storage import Storage, claim, open_storage, sweep_storage  # noqa: E402
 from sweeps.sweep_dir import (  # noqa: E402
     check_same_overrides,
+    check_same_storage,
     create_sweep_dir,
     find_resumable,
     hold_sweep_lock,
@@ -44,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-dir", default=None, help="with --resume/--sync: that sweep directory (default: the newest)")
     p.add_argument("--dry-run", action="store_true", help="validate, build a few sampled models, time a step, exit")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="existing Ray cluster (default: local)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Tune state and checkpoints: a shared path or s3://bucket/prefix (default: the sweep directory)",
+    )
     p.add_argument("--out-dir", default=DEFAULT_OUT, help=f"parent of the sweep directory (default: ./{DEFAULT_OUT})")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
     p.add_argument(
@@ -77,9 +85,14 @@ def _main(args: argparse.Namespace, rest: list[str]) -> int:
             state = read_state(sweep_dir)
             uri = resume_tracking_uri(state, os.environ.get("MLFLOW_TRACKING_URI", "").strip())
             check_same_overrides(state, overrides)
+            given = args.storage or spec.storage
+            check_same_storage(state, open_storage(given).uri if given else None)
             cwd = Path(state.get("cwd") or Path.cwd())
+            storage: Storage | None = sweep_storage(state, sweep_dir)
         else:
             uri, cwd = tracking_uri(), Path.cwd()
+            where = args.storage or spec.storage
+            storage = open_storage(where) if where else None
         from sweeps.driver import preflight, sync
         from sweeps.gpu import resolve_gpu
 
@@ -87,17 +100,28 @@ def _main(args: argparse.Namespace, rest: list[str]) -> int:
             hold_sweep_lock(sweep_dir)
         if args.sync:
             return sync(spec, sweep_dir)
-        base_tree = preflight(spec, cwd, uri)
+        base_tree = preflight(spec, cwd, uri, storage)
         spec, packing = resolve_gpu(spec, base_tree)  # resources/gpu auto: measured before Ray starts
         if packing is not None:
             print(packing.line, flush=True)
         if not (args.resume or args.dry_run):
             sweep_dir = create_sweep_dir(out_dir, spec.name)
             hold_sweep_lock(sweep_dir)
-            write_state(
-                sweep_dir,
-                {"tracking_uri": uri, "cwd": str(cwd), "spec": str(Path(args.spec).resolve()), "overrides": overrides},
-            )
+            state = {
+                "tracking_uri": uri,
+                "cwd": str(cwd),
+                "spec": str(Path(args.spec).resolve()),
+                "overrides": overrides,
+            }
+            if storage is not None:  # this sweep's own folder there, recorded for --resume
+                try:
+                    mine = claim(storage, sweep_dir.name, sweep_dir)
+                except SpecError:
+                    shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing started: leave no sweep behind
+                    raise
+                state.update(storage=storage.uri, storage_name=mine.path.rsplit("/", 1)[-1])
+            write_state(sweep_dir, state)
+            storage = sweep_storage(state, sweep_dir)
     except (SpecError, ConfigError, PathsError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -112,6 +136,7 @@ def _main(args: argparse.Namespace, rest: list[str]) -> int:
         base_tree,
         uri,
         sweep_dir,
+        storage or sweep_storage({}, sweep_dir),
         resume=args.resume,
         address=args.address,
         num_cpus=args.num_cpus,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.spec import SweepSpec
+from sweeps.storage import Storage
 
 PARENT = "parent"  # the outbox's key of the sweep's parent run
 
@@ -14,11 +15,18 @@ PARENT = "parent"  # the outbox's key of the sweep's parent run
 @dataclass
 class SweepSession:
     """What the steps of one running sweep share: the validated sweep, its resolved base config,
-    where it lives and where it is tracked (the ids once the parent run exists)."""
+    where it lives (the driver's sweep directory, the storage of Tune's state and checkpoints) and
+    where it is tracked (the ids once the parent run exists)."""
 
     spec: SweepSpec
     base_tree: dict[str, Any]
     uri: str
     sweep_dir: Path
+    storage: Storage
     experiment_id: str = ""
     parent_id: str = ""
+
+    @property
+    def separate_storage(self) -> bool:
+        """Whether Tune's state and checkpoints live outside the sweep directory (`--storage`)."""
+        return self.storage.remote or self.storage.path != str(self.sweep_dir.resolve())

@@ -51,6 +51,9 @@ def sweep_settings(raw: dict[str, Any], epochs: int, rep: Problems) -> dict[str,
     budget = raw.get("time_budget_s")
     if budget is not None and (parse_number(budget, False) is None or budget <= 0):
         rep.add("time_budget_s", f"got {budget!r}, expected seconds > 0 or null")
+    storage = raw.get("storage")
+    if storage is not None and (not isinstance(storage, str) or not storage.strip()):
+        rep.add("storage", f"got {storage!r}; expected a path or URI (e.g. s3://bucket/sweeps), or null")
     res = mapping(raw, "resources", rep)
     unknown_keys(res, ("cpu", "gpu"), "resources/", "resource", rep.add)
     return {
@@ -65,6 +68,7 @@ def sweep_settings(raw: dict[str, Any], epochs: int, rep: Problems) -> dict[str,
         "time_budget_s": None if budget is None else float(budget),
         "baseline": raw.get("baseline", True) is not False,
         "sampler": str(raw.get("sampler", "tpe")),
+        "storage": storage.strip() if isinstance(storage, str) and storage.strip() else None,
     }
 
 

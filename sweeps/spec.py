@@ -43,14 +43,14 @@ __all__ = ["ConfirmSpec", "Distribution", "SchedulerSpec", "SpecError", "SweepSp
 TOP_KEYS = (
     "name", "description", "base", "fixed", "parameters", "metric", "num_samples", "max_concurrent_trials",
     "max_epochs", "scheduler", "resources", "seed", "time_budget_s", "max_failures", "baseline", "confirm",
-    "sampler",
+    "sampler", "storage",
 )  # fmt: skip
 # Sweep settings a command line may override (e.g. `resources/gpu 1` on a GPU machine).
 SPEC_OVERRIDES = (
     "name", "num_samples", "max_concurrent_trials", "max_epochs", "seed", "time_budget_s", "max_failures",
     "baseline", "metric/name", "metric/mode", "scheduler/type", "scheduler/grace_period",
     "scheduler/reduction_factor", "resources/cpu", "resources/gpu", "confirm", "confirm/top_k",
-    "sampler",
+    "sampler", "storage",
 )  # fmt: skip
 # Config paths the sweep sets for every trial: they may not be fixed, overridden or searched.
 # (`training/seed`, the trials' weight/data-order seed, is an ordinary path: the base config's
@@ -88,6 +88,7 @@ class SweepSpec:
     max_failures: int
     baseline: bool
     sampler: str = "tpe"
+    storage: str | None = None  # Tune state and checkpoints (sweeps/storage.py); None: the sweep directory
     confirm: ConfirmSpec | None = None
     gpu_auto: bool = False  # `resources: {gpu: auto}`: as many trials per GPU as fit (sweeps/gpu.py)
     gpu_note: str = field(default="", compare=False)  # what `auto` measured, once resolved

@@ -3,8 +3,8 @@
 A new sweep claims `<name>`, else `<name>-2`, `-3`, ... with `mkdir` (atomic: two sweeps
 started at the same moment get different directories). `sweep.json` records what a
 `--resume` must reuse whatever directory it is started from: the MLflow tracking URI,
-the experiment and parent run, and the working directory relative paths were resolved
-against.
+the experiment and parent run, the working directory relative paths were resolved
+against, and the storage of Tune's state (`--storage`) with this sweep's folder there.
 """
 
 from __future__ import annotations
@@ -105,6 +105,19 @@ def check_same_overrides(state: dict[str, Any], overrides: dict[str, Any]) -> No
         raise SpecError(
             f"--resume: the sweep started with overrides {show(recorded)}, got {show(overrides)}; "
             "give the same ones (trials in progress keep their config)"
+        )
+
+
+def check_same_storage(state: dict[str, Any], storage: str | None) -> None:
+    """A resumed sweep continues in the storage it started with (recorded in its state file)."""
+    recorded = state.get("storage")
+    if storage and storage != recorded:
+        from sweeps.tracking import redact
+
+        where = redact(str(recorded)) if recorded else "its sweep directory"
+        raise SpecError(
+            f"--resume: the sweep keeps its Tune state in {where}, not {redact(storage)}; "
+            "drop --storage (a resumed sweep continues where it started)"
         )
 
 

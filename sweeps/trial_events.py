@@ -5,7 +5,8 @@ Tune calls :class:`TrialEvents` in the driver process; each event reads top to b
 - started: create the trial's MLflow run (or set it RUNNING again on a retry), print a line;
 - restored (``--resume``): reopen the run and log what a killed driver missed;
 - result: log the epoch's metrics, print the epoch line (and, once a minute, the table);
-- checkpoint: log the sample grid and eval outputs, cache the contact-sheet pairs;
+- checkpoint: fetch its sample grid and eval outputs (from wherever the storage is), log them,
+  cache the contact-sheet pairs;
 - complete / error: decide how the trial ended, once (:func:`~sweeps.trial_info.trial_state`),
   end its run with that state and print it.
 
@@ -15,6 +16,7 @@ the tracking server; none of them raises into Tune's loop.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,10 @@ from ray import tune
 from sweeps.contact import cache_checkpoint
 from sweeps.mlflow_trials import MlflowTrials
 from sweeps.progress import ProgressLines
+from sweeps.storage import checkpoint_files
 from sweeps.trial_info import trial_state
+
+log = logging.getLogger(__name__)
 
 
 class TrialEvents(tune.Callback):
@@ -46,9 +51,12 @@ class TrialEvents(tune.Callback):
         self.progress.epoch(trial, result, trials)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
-        path = Path(getattr(checkpoint, "path", ""))
-        self.mlflow.checkpoint(trial, path)
-        cache_checkpoint(trial, path, self.sweep_dir)
+        try:
+            with checkpoint_files(checkpoint) as path:  # fetched from remote storage, if it is there
+                self.mlflow.checkpoint(trial, path)
+                cache_checkpoint(trial, path, self.sweep_dir)
+        except OSError as exc:  # storage unreachable now: this epoch's pictures are missed, not the sweep
+            log.warning("trial %s: could not read its checkpoint's files (%s)", trial.trial_id, exc)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._ended(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.progress.max_epochs))

@@ -1,21 +1,19 @@
 """Ray Tune wiring: searchers, scheduler, resources, storage, failures, for both stages.
 
 The search stage: Optuna TPE over ask/tell (`sweeps.searcher.StudySearcher`) with its
-study in `<sweep dir>/optuna.db` (open it with
-`optuna-dashboard sqlite:///<sweep dir>/optuna.db`), ASHA, Tune state in
-`<sweep dir>/tune/`. The confirmation stage: a fixed list of trials (candidates x
-seeds), FIFO, Tune state in `<sweep dir>/confirm/`. `--resume` restores whichever
-stage was running (searcher state included, so finished trials are not run again).
+study in `<sweep dir>/optuna.db` on the driver (open it with
+`optuna-dashboard sqlite:///<sweep dir>/optuna.db`), ASHA, Tune state in `tune/` of the
+sweep's storage (`sweeps.storage`: the sweep directory unless `--storage` names another
+place). The confirmation stage: a fixed list of trials (candidates x seeds), FIFO, Tune
+state in the storage's `confirm/`. `--resume` restores whichever stage was running
+(searcher state included, so finished trials are not run again).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import stat
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,11 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from sweeps import console
 from sweeps.searcher import FixedPoints, StudySearcher
+from sweeps.session import SweepSession
 from sweeps.spec import SweepSpec
+from sweeps.storage import Storage
 from sweeps.trainable import run_trial
 from sweeps.trial_info import is_baseline, trial_dirname
-from vunet_core import CHECKPOINT_NAME, drop_optimizer_state
 
 TUNE_DIR_NAME = "tune"
 CONFIRM_DIR_NAME = "confirm"
@@ -80,11 +79,12 @@ def reporter(spec: SweepSpec) -> tune.CLIReporter:
 
 
 def run_config(
-    spec: SweepSpec, sweep_dir: Path, callbacks: list[tune.Callback], name: str = TUNE_DIR_NAME
+    spec: SweepSpec, storage: Storage, callbacks: list[tune.Callback], name: str = TUNE_DIR_NAME
 ) -> tune.RunConfig:
     return tune.RunConfig(
         name=name,
-        storage_path=str(sweep_dir.resolve()),
+        storage_path=storage.path,
+        storage_filesystem=storage.fs if storage.remote else None,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # Two, not one: after kill -9, Tune's last saved state may name the checkpoint before the
         # newest (state is saved every second, see driver._start_ray); it must still exist.
@@ -96,15 +96,14 @@ def run_config(
     )
 
 
-def new_tuner(
-    spec: SweepSpec, sweep_dir: Path, base_tree: dict[str, Any], callbacks: list[tune.Callback]
-) -> tune.Tuner:
+def new_tuner(session: SweepSession, callbacks: list[tune.Callback]) -> tune.Tuner:
+    spec = session.spec
     return tune.Tuner(
-        make_trainable(spec, base_tree),
+        make_trainable(spec, session.base_tree),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=make_searcher(spec, sweep_dir),
+            search_alg=make_searcher(spec, session.sweep_dir),
             scheduler=make_scheduler(spec),
             num_samples=spec.num_samples,
             max_concurrent_trials=spec.max_concurrent_trials,
@@ -112,20 +111,17 @@ def new_tuner(
             reuse_actors=True,  # no new worker (and torch import) per trial
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=run_config(spec, sweep_dir, callbacks),
+        run_config=run_config(spec, session.storage, callbacks),
     )
 
 
 def new_confirm_tuner(
-    spec: SweepSpec,
-    sweep_dir: Path,
-    base_tree: dict[str, Any],
-    callbacks: list[tune.Callback],
-    configs: list[dict[str, Any]],
+    session: SweepSession, callbacks: list[tune.Callback], configs: list[dict[str, Any]]
 ) -> tune.Tuner:
     """The confirmation trials (each a full `max_epochs` run), in order, no early stopping."""
+    spec = session.spec
     return tune.Tuner(
-        make_trainable(spec, base_tree),
+        make_trainable(spec, session.base_tree),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
@@ -136,56 +132,31 @@ def new_confirm_tuner(
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=run_config(spec, sweep_dir, callbacks, CONFIRM_DIR_NAME),
+        run_config=run_config(spec, session.storage, callbacks, CONFIRM_DIR_NAME),
     )
 
 
-def restored_tuner(
-    spec: SweepSpec,
-    sweep_dir: Path,
-    base_tree: dict[str, Any],
-    callbacks: list[tune.Callback],
-    name: str = TUNE_DIR_NAME,
-) -> tune.Tuner:
+def restored_tuner(session: SweepSession, callbacks: list[tune.Callback], name: str = TUNE_DIR_NAME) -> tune.Tuner:
     """Continue an interrupted stage: unfinished trials resume, finished and crashed ones stay."""
-    path = str((sweep_dir / name).resolve())
+    spec, stage = session.spec, session.storage.child(name)
     tuner = tune.Tuner.restore(
-        path, trainable=make_trainable(spec, base_tree), resume_unfinished=True, resume_errored=False
+        stage.path,
+        trainable=make_trainable(spec, session.base_tree),
+        resume_unfinished=True,
+        resume_errored=False,
+        storage_filesystem=stage.fs if stage.remote else None,
     )
     # Callbacks and output settings are not part of the saved state; set them again. Ray has no
     # public way to (ray-project/ray#41364, open): the restored run config is reached privately.
     restored = tuner._local_tuner.get_run_config()  # type: ignore[union-attr]
-    fresh = run_config(spec, sweep_dir, callbacks, name)
+    fresh = run_config(spec, session.storage, callbacks, name)
     restored.callbacks, restored.progress_reporter, restored.verbose = callbacks, fresh.progress_reporter, fresh.verbose
     return tuner
 
 
-def can_resume(sweep_dir: Path, name: str = TUNE_DIR_NAME) -> bool:
-    return tune.Tuner.can_restore(str((sweep_dir / name).resolve()))
-
-
-def slim_checkpoints(stage_dir: Path, keep_full: Collection[str] = ()) -> tuple[int, int]:
-    """After a stage: each trial keeps its newest checkpoint only (two are kept while it runs, for
-    kill -9 recovery), and all but the trials in `keep_full` (those a user may continue) keep model
-    weights only. Done when Tune has returned, so no saved state can name a removed checkpoint.
-    Returns (trials slimmed, bytes freed)."""
-    slimmed, freed = 0, 0
-    for trial_dir in sorted(p for p in stage_dir.glob("*/") if (p / "result.json").is_file()):
-        checkpoints = sorted(trial_dir.glob("checkpoint_*"))
-        for old in checkpoints[:-1]:
-            freed += dir_size(old)
-            shutil.rmtree(old, ignore_errors=True)
-        state = checkpoints[-1] / CHECKPOINT_NAME if checkpoints else None
-        if state is not None and state.is_file() and _trial_id(trial_dir) not in keep_full:
-            freed += drop_optimizer_state(state)
-            slimmed += 1
-    return slimmed, freed
-
-
-def _trial_id(trial_dir: Path) -> str:
-    with open(trial_dir / "result.json") as fh:
-        first = fh.readline()
-    return str(json.loads(first).get("trial_id", "")) if first.strip() else ""
+def can_resume(storage: Storage, name: str = TUNE_DIR_NAME) -> bool:
+    stage = storage.child(name)
+    return tune.Tuner.can_restore(stage.path, storage_filesystem=stage.fs if stage.remote else None)
 
 
 def dir_size(path: Path) -> int:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from ray import tune
 
 from sweeps.progress import ProgressLines
 from sweeps.trial_events import TrialEvents
@@ -62,7 +63,7 @@ def test_each_event_reaches_mlflow_and_the_progress_lines_with_one_state(
     trial = _trial(3, last)
     events.on_trial_start(0, [trial], trial)
     events.on_trial_result(0, [trial], trial, {"training_iteration": 1, "val/transfer/l1": 0.5})
-    events.on_checkpoint(0, [trial], trial, SimpleNamespace(path=str(tmp_path / "checkpoint_000000")))
+    events.on_checkpoint(0, [trial], trial, tune.Checkpoint(str(tmp_path / "checkpoint_000000")))
     if error:
         events.on_trial_error(0, [trial], trial)
     else:
