@@ -127,6 +127,16 @@ class SyntheticConfig:
     poses_per_identity: int = _f(12, "images per person, each in another pose", min=2)
     val_identities: int = _f(8, "people held out for validation (never seen in training)", min=1)
     seed: int = _f(0, "generator seed; same seed, same bytes")
+    background: str = _f(
+        "scene",
+        "scene (each person's own wall and floor colours) or studio (one plain light background for all)",
+        choices=("scene", "studio"),
+    )
+    clothes: str = _f(
+        "varied",
+        "varied (patterned shirts, any saturation) or plain (one strong colour per garment)",
+        choices=("varied", "plain"),
+    )
 
     def __post_init__(self) -> None:
         _check_fields(self)

@@ -1,6 +1,6 @@
 """``vunet-data``: generate people, convert an original index.p, prepare the cache, render a preview.
 
-    vunet-data synth --out DIR --size 64 --identities 48 --poses 12 --val-identities 8 --seed 0
+    vunet-data synth --out DIR --size 64 --identities 48 --poses 12 --val-identities 8 --seed 0 [--background studio] [--clothes plain]
     vunet-data convert DIR/index.p --allow-pickle   # writes DIR/index.json (no pickle needed afterwards)
     vunet-data prepare [-b CFG.yaml ...] [PATH VALUE ...]   # check data, generate if needed, build cache
     vunet-data preview --out docs/generated_people.png [-b CFG.yaml ...] [PATH VALUE ...]
@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--poses", type=int, default=12, help="images per person")
     s.add_argument("--val-identities", type=int, default=8, help="people held out for validation")
     s.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    s.add_argument("--background", default="scene", help="scene (per-person wall and floor) or studio (plain, shared)")
+    s.add_argument("--clothes", default="varied", help="varied (patterned shirts) or plain (one strong colour each)")
     c = sub.add_parser("convert", help="convert an original index.p to index.json")
     c.add_argument("index", type=Path, help="path to index.p")
     c.add_argument("--out", type=Path, default=None, help="output file (default: index.json beside it)")
@@ -70,7 +72,15 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> None:
         start = time.perf_counter()
         n = args.identities * args.poses
         index = generate_people(
-            args.out, args.size, args.identities, args.poses, args.val_identities, args.seed, progress
+            args.out,
+            args.size,
+            args.identities,
+            args.poses,
+            args.val_identities,
+            args.seed,
+            progress,
+            background=args.background,
+            clothes=args.clothes,
         )
         seconds = time.perf_counter() - start
         print(f"wrote {n} images of {args.identities} people to {index.parent} ({n / seconds:.0f} images/s)")

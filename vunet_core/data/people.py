@@ -2,7 +2,8 @@
 
 A person is an :class:`Identity` (body proportions and a look: skin, hair, shirt
 colour and pattern, trousers, shoes, background scene) that stays fixed across
-all its images, plus a random :class:`Pose` per image (lean, arm and leg angles
+all its images (:data:`BACKGROUNDS` and :data:`CLOTHES` choose how varied the
+scene and the clothes are), plus a random :class:`Pose` per image (lean, arm and leg angles
 including limbs crossing the body, head tilt and turn, scale and position).
 Geometry lives in units of the body height L and is placed in output-pixel
 coordinates (pixel centres at integers, like OpenCV and the stickman), giving the
@@ -11,7 +12,7 @@ coordinates (pixel centres at integers, like OpenCV and the stickman), giving th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -26,6 +27,13 @@ HAIR_STYLES = ("short", "long", "bun", "bald")
 PATTERNS = ("plain", "hstripes", "vstripes", "checker", "dots", "diagonal")
 ARM_MODES = (("down", 0.3), ("side", 0.2), ("up", 0.15), ("across", 0.25), ("hip", 0.1))
 LEG_MODES = (("stand", 0.45), ("wide", 0.25), ("cross", 0.15), ("kick", 0.15))
+# "scene": each person has their own wall gradient and floor; "studio": one plain light wall and
+# floor for everyone (as in DeepFashion's studio shots), so the background tells nothing of who it is.
+BACKGROUNDS = ("scene", "studio")
+STUDIO_WALL, STUDIO_FLOOR = (200, 200, 200), (170, 170, 170)
+# "varied": patterned shirts (stripes, checks, dots) of any saturation; "plain": one strong colour per
+# garment, so a person's look is mostly their shirt and trousers colours.
+CLOTHES = ("varied", "plain")
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,21 @@ def _hsv(rng: np.random.Generator, s: tuple[float, float], v: tuple[float, float
     return int(r), int(g), int(b)
 
 
-def make_identity(seed: int, person: int) -> Identity:
-    """The person's fixed proportions and look; a pure function of (seed, person)."""
+def make_identity(seed: int, person: int, background: str = "scene", clothes: str = "varied") -> Identity:
+    """The person's fixed proportions and look; a pure function of its arguments. The defaults
+    give the same people as before the options existed (the options draw from their own stream)."""
+    ident = _varied_identity(seed, person)
+    if background == "studio":
+        ident = replace(ident, bg_top=STUDIO_WALL, bg_bottom=STUDIO_WALL, floor=STUDIO_FLOOR)
+    if clothes == "plain":
+        rng = np.random.default_rng([seed, person, 3])
+        ident = replace(
+            ident, pattern="plain", shirt=_hsv(rng, (0.6, 1.0), (0.5, 1.0)), trousers=_hsv(rng, (0.4, 0.9), (0.3, 0.9))
+        )
+    return ident
+
+
+def _varied_identity(seed: int, person: int) -> Identity:
     rng = np.random.default_rng([seed, person, 0])
     build = rng.uniform(0.85, 1.25)
     shirt = _hsv(rng, (0.35, 1.0), (0.35, 1.0))

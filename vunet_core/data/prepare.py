@@ -30,7 +30,15 @@ from vunet_core.paths import PathsError, check_writable_dir
 def synthetic_dir(cfg: Config) -> Path:
     """Where the generated dataset for these settings lives: <cache_dir>/synthetic/<name>."""
     s = cfg.data.synthetic
-    name = synthetic_name(cfg.model.spatial_size, s.num_identities, s.poses_per_identity, s.val_identities, s.seed)
+    name = synthetic_name(
+        cfg.model.spatial_size,
+        s.num_identities,
+        s.poses_per_identity,
+        s.val_identities,
+        s.seed,
+        s.background,
+        s.clothes,
+    )
     return Path(cfg.data.cache_dir).expanduser() / "synthetic" / name
 
 
@@ -45,7 +53,15 @@ def ensure_synthetic(cfg: Config, progress: bool = True) -> Path:
         if not index.is_file():  # another process may have finished while we waited
             s = cfg.data.synthetic
             generate_people(
-                out, cfg.model.spatial_size, s.num_identities, s.poses_per_identity, s.val_identities, s.seed, progress
+                out,
+                cfg.model.spatial_size,
+                s.num_identities,
+                s.poses_per_identity,
+                s.val_identities,
+                s.seed,
+                progress,
+                background=s.background,
+                clothes=s.clothes,
             )
     return index
 
@@ -62,7 +78,9 @@ def check_data(cfg: Config) -> None:
     _check_cache_dir(cfg)
     if cfg.data.root == "":
         s = cfg.data.synthetic
-        check_synthetic_settings(cfg.model.spatial_size, s.num_identities, s.poses_per_identity, s.val_identities)
+        check_synthetic_settings(
+            cfg.model.spatial_size, s.num_identities, s.poses_per_identity, s.val_identities, s.background, s.clothes
+        )
         return
     index = read_index(find_index(cfg.data.root), cfg.data.allow_pickle)
     # Headers are verified only when the cache will be built (a built cache assumes unchanged images).

@@ -24,19 +24,42 @@ from tqdm import tqdm
 
 from vunet_core.data.errors import DataError
 from vunet_core.data.index import INDEX_JSON, DatasetIndex, write_project_index
-from vunet_core.data.people import make_identity, make_pose
+from vunet_core.data.people import BACKGROUNDS, CLOTHES, make_identity, make_pose
 from vunet_core.data.render import render_person
 
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed by it
 
 
-def synthetic_name(size: int, num_identities: int, poses_per_identity: int, val_identities: int, seed: int) -> str:
-    """Directory name of a generated dataset: every setting that changes its bytes."""
-    return f"people-g{GENERATOR_VERSION}-s{size}-n{num_identities}-p{poses_per_identity}-v{val_identities}-seed{seed}"
+def synthetic_name(
+    size: int,
+    num_identities: int,
+    poses_per_identity: int,
+    val_identities: int,
+    seed: int,
+    background: str = "scene",
+    clothes: str = "varied",
+) -> str:
+    """Directory name of a generated dataset: every setting that changes its bytes (the looks only
+    when not the defaults, so datasets generated before the options keep their names)."""
+    looks = ("" if background == "scene" else f"-{background}") + ("" if clothes == "varied" else f"-{clothes}")
+    return (
+        f"people-g{GENERATOR_VERSION}-s{size}-n{num_identities}-p{poses_per_identity}-v{val_identities}"
+        f"{looks}-seed{seed}"
+    )
 
 
-def check_synthetic_settings(size: int, num_identities: int, poses_per_identity: int, val_identities: int) -> None:
+def check_synthetic_settings(
+    size: int,
+    num_identities: int,
+    poses_per_identity: int,
+    val_identities: int,
+    background: str = "scene",
+    clothes: str = "varied",
+) -> None:
     """One clear line for settings that cannot give both splits (names the config paths)."""
+    for path, value, known in (("background", background, BACKGROUNDS), ("clothes", clothes, CLOTHES)):
+        if value not in known:
+            raise DataError(f"data/synthetic/{path} (--{path}): got {value!r}, expected one of {', '.join(known)}")
     if size < 16:
         raise DataError(f"model/spatial_size: got {size}, generated people need >= 16 px")
     if poses_per_identity < 2:
@@ -58,9 +81,13 @@ def generate_people(
     val_identities: int = 8,
     seed: int = 0,
     progress: bool = True,
+    *,
+    background: str = "scene",
+    clothes: str = "varied",
 ) -> Path:
-    """Render the dataset into `out` (must not exist or be empty); returns the index.json path."""
-    check_synthetic_settings(size, num_identities, poses_per_identity, val_identities)
+    """Render the dataset into `out` (must not exist or be empty); returns the index.json path.
+    `background` and `clothes` choose the looks (`people.BACKGROUNDS`, `people.CLOTHES`)."""
+    check_synthetic_settings(size, num_identities, poses_per_identity, val_identities, background, clothes)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; remove it or choose another --out")
@@ -68,7 +95,8 @@ def generate_people(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        index = _render_all(tmp, size, num_identities, poses_per_identity, val_identities, seed, progress)
+        looks = {"background": background, "clothes": clothes}
+        index = _render_all(tmp, size, num_identities, poses_per_identity, val_identities, seed, progress, looks)
         write_project_index(tmp / INDEX_JSON, index)
         if out.exists():
             out.rmdir()  # empty, checked above
@@ -79,7 +107,14 @@ def generate_people(
 
 
 def _render_all(
-    root: Path, size: int, num_identities: int, poses: int, val_identities: int, seed: int, progress: bool
+    root: Path,
+    size: int,
+    num_identities: int,
+    poses: int,
+    val_identities: int,
+    seed: int,
+    progress: bool,
+    looks: dict[str, str],
 ) -> DatasetIndex:
     paths: list[str] = []
     persons: list[str | None] = []
@@ -89,7 +124,7 @@ def _render_all(
     digits = max(2, len(str(poses - 1)))
     bar = tqdm(total=num_identities * poses, desc="generating people", unit="img", disable=not progress)
     for person in range(num_identities):
-        ident = make_identity(seed, person)
+        ident = make_identity(seed, person, **looks)
         pid = f"p{person:03d}"
         is_train = person < num_identities - val_identities
         people[pid] = {"train": is_train, **asdict(ident)}
@@ -110,7 +145,7 @@ def _render_all(
     bar.close()
     meta = {
         "generator": {"version": GENERATOR_VERSION, "size": size, "num_identities": num_identities,
-                      "poses_per_identity": poses, "val_identities": val_identities, "seed": seed},
+                      "poses_per_identity": poses, "val_identities": val_identities, "seed": seed, **looks},
         "people": people,
     }  # fmt: skip
     return DatasetIndex(root / INDEX_JSON, paths, persons, np.array(train), np.array(joints, np.float32), meta)

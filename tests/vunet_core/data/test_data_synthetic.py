@@ -12,6 +12,7 @@ from PIL import Image
 from vunet_core.data import DataError, Splits, generate_people, make_stickman
 from vunet_core.data.crops import make_crops
 from vunet_core.data.joints import TORSO_JOINTS, J
+from vunet_core.data.synthetic import synthetic_name
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -79,3 +80,32 @@ def test_refuses_bad_settings_and_non_empty_output(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="already exists and is not empty"):
         generate_people(tmp_path / "full", 32, 3, 2, 1, progress=False)
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_studio_backgrounds_and_plain_clothes(tmp_path: Path) -> None:
+    """`studio`: every person on the same plain background; `plain`: one strong colour per shirt,
+    no pattern; the people's bodies and poses are the ones of the default looks."""
+    default = generate_people(tmp_path / "d", 64, 6, 2, 1, seed=0, progress=False)
+    looks = generate_people(tmp_path / "l", 64, 6, 2, 1, seed=0, progress=False, background="studio", clothes="plain")
+    meta, base = json.loads(looks.read_text())["meta"], json.loads(default.read_text())["meta"]
+    assert meta["generator"]["background"] == "studio" and meta["generator"]["clothes"] == "plain"
+    corners = [np.asarray(Image.open(looks.parent / f"{p}/00.png"))[0, 0].astype(int) for p in meta["people"]]
+    assert max(np.abs(c - corners[0]).max() for c in corners) <= 16  # one wall; per-image brightness +-8
+    base_corners = [np.asarray(Image.open(default.parent / f"{p}/00.png"))[0, 0].astype(int) for p in base["people"]]
+    assert max(np.abs(c - base_corners[0]).max() for c in base_corners) > 16  # scenes differ per person
+    for person, look in meta["people"].items():
+        shirt = np.asarray(look["shirt"], float)
+        assert look["pattern"] == "plain" and (shirt.max() - shirt.min()) / max(shirt.max(), 1) >= 0.55  # saturated
+        same = {
+            k: v for k, v in look.items() if k not in ("shirt", "pattern", "trousers", "bg_top", "bg_bottom", "floor")
+        }
+        assert same == {k: base["people"][person][k] for k in same}
+    assert json.loads(looks.read_text())["images"] == json.loads(default.read_text())["images"]  # same poses
+
+
+def test_looks_name_the_dataset_only_when_not_the_defaults_and_bad_looks_are_refused(tmp_path: Path) -> None:
+    assert synthetic_name(64, 48, 12, 8, 0) == "people-g1-s64-n48-p12-v8-seed0"  # names of existing caches hold
+    assert synthetic_name(64, 48, 12, 8, 0, "studio", "plain") == "people-g1-s64-n48-p12-v8-studio-plain-seed0"
+    with pytest.raises(DataError, match=r"data/synthetic/background \(--background\): got 'beach'"):
+        generate_people(tmp_path / "x", 32, 3, 2, 1, progress=False, background="beach")
+    assert not (tmp_path / "x").exists()
