@@ -1,9 +1,9 @@
 """Train config variants with several seeds and print what differs beyond the seed spread.
 
-    python benchmarks/seed_spread.py -b configs/cpu_64.yaml --seeds 0 1 2 \\
+    python benchmarks/seed_spread.py -b configs/cpu_32.yaml --seeds 0 1 2 \\
         --variant recipe= \\
-        --variant "kl_from_0=losses/KL/weight 1.0" \\
-        --variant "kl_off=losses/KL/weight 1e-6"
+        --variant "kl_from_0=losses/KL/start_ramp_it 0 losses/KL/end_ramp_it 0 losses/KL/start_ramp_val 1 losses/KL/end_ramp_val 1" \\
+        --variant "kl_off=losses/KL/start_ramp_val 1e-6 losses/KL/end_ramp_val 1e-6"
 
 Each (variant, seed) is one `vunet-train` run on one thread, `--jobs` at a time, in
 `--out/<variant>/seed<k>/`; finished runs (a complete `metrics.jsonl`) are reused, so the
@@ -89,7 +89,7 @@ def report(results: dict[str, dict[int, list[dict[str, Any]]]]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("-b", "--base", nargs="+", default=["configs/cpu_64.yaml"])
+    p.add_argument("-b", "--base", nargs="+", default=["configs/cpu_32.yaml"])
     p.add_argument("--variant", action="append", default=[], help="NAME=PATH VALUE ... (overrides of the base)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=2)

@@ -2,7 +2,7 @@
 
 One step = forward (train mode) + color_L1 + KL loss + backward + Adam step (fused), batch 8,
 at 64 px (box 2, bottleneck 2) and 128 px (box 1, bottleneck 1), for the original widths
-(``full``: base 32, max 128) and the CPU recipe's (``recipe``: 16 -> 64, configs/cpu_64.yaml),
+(``full``: base 32, max 128) and the CPU recipe's (``recipe``: 16 -> 64, configs/cpu_32.yaml),
 in fp32 and under bf16 autocast (what ``training/bf16 true`` runs).
 
 FLOPs of a step are counted once with ``torch.utils.flop_counter.FlopCounterMode``

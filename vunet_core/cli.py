@@ -1,6 +1,6 @@
 """`vunet-train`: single training and evaluation from the command line (seed-compatible).
 
-    vunet-train -b configs/cpu_64.yaml [more.yaml ...] [--PATH VALUE ...] -t   # train a new run
+    vunet-train -b configs/cpu_32.yaml [more.yaml ...] [--PATH VALUE ...] -t   # train a new run
     vunet-train -p runs/<run> -t [--training/num_epochs 20]                   # continue a run
     vunet-train -p runs/<run> [--PATH VALUE ...]                               # evaluate only
 
