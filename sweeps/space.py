@@ -211,8 +211,13 @@ def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline
         term_path, _, leaf = path.rpartition("/")
         term = _loss_term(base_cfg, term_path)
         if term is not None and term.ramped and leaf == "weight":
-            # A ramped term ignores `weight`: searching it would waste every trial.
-            report(key, f"has no effect: {term_path} is ramped in the base config; search its *_ramp_* keys instead")
+            # A sampled weight would replace the base's ramp by a constant in every trial: the ramp
+            # silently gone is far more often a mistake than the intent, so it must be said.
+            report(
+                key,
+                f"would replace the ramp of {term_path} in the base config by a constant weight in every trial; "
+                f"search its *_ramp_* keys, or set {term_path}/start_ramp_it etc. to null in fixed to search a constant",
+            )
 
 
 def _loss_term(cfg: Config, path: str) -> LossTerm | None:

@@ -196,7 +196,10 @@ def _full_config(
     if epochs is not None:  # else as long as the base recipe
         sweep_set["training/num_epochs"] = epochs
     try:
-        return config_from_tree(apply_overrides(tree, {**fixed, **overrides, **consts, **sweep_set}))
+        layered = tree
+        for layer in (fixed, overrides, consts, sweep_set):  # each a layer: a weight alone clears a ramp below
+            layered = apply_overrides(layered, layer)
+        return config_from_tree(layered)
     except (ConfigError, PathsError) as exc:
         _name_the_layer(tree, fixed, overrides, consts, str(exc), rep)
         return None

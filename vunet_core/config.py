@@ -32,13 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vunet_core.paths import flatten, unflatten
+from vunet_core.paths import RAMP_KEYS, flatten, merge_trees, unflatten
 
 LOSS_TERMS = ("color_L1", "color_L2", "color_gradient", "KL", "perceptual")
 NUM_VGG_TAPS = 6
-
-
-RAMP_KEYS = ("start_ramp_it", "end_ramp_it", "start_ramp_val", "end_ramp_val")
 
 
 class ConfigError(ValueError):
@@ -175,8 +172,9 @@ class LossTerm:
     end_ramp_val: float | None = _f(None, "weight after end_ramp_it", min=0.0)
     ramp_shape: str = _f("linear", "interpolation inside the ramp", choices=("linear", "log"))
 
-    # A term's ramp rules live here: all four ramp keys or none; `log` needs weights > 0; a tree
-    # setting only `weight` makes the term constant (`merged_tree`); a `ramped` term ignores `weight`.
+    # A term's ramp rules live here: all four ramp keys or none; `log` needs weights > 0; a
+    # `ramped` term ignores `weight`. A layer setting only `weight` makes the term constant
+    # (vunet_core.paths.merge_trees / apply_overrides clear the ramp below it).
     def __post_init__(self) -> None:
         _check_fields(self)
         set_keys = [k for k in RAMP_KEYS if getattr(self, k) is not None]
@@ -189,14 +187,6 @@ class LossTerm:
     @property
     def ramped(self) -> bool:
         return self.start_ramp_it is not None
-
-    @staticmethod
-    def merged_tree(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-        """`over` applied to a term's `base` tree: setting `weight` without ramp keys makes the term
-        constant (drops a default ramp, e.g. `losses/KL/weight 1` = KL at 1 from step 0)."""
-        if "weight" in over and not any(k in over for k in RAMP_KEYS):
-            base = {**base, **{k: None for k in RAMP_KEYS}}
-        return {**base, **over}
 
 
 @dataclass(frozen=True)
@@ -377,8 +367,7 @@ def _build(cls: type, tree: Any, prefix: str) -> Any:
             base = config_to_tree(getattr(default, name))
             if not isinstance(tree[name], dict):
                 raise ConfigError(f"{path}: expected a mapping, got {tree[name]!r}")
-            merged = sub.merged_tree(base, tree[name]) if issubclass(sub, LossTerm) else {**base, **tree[name]}
-            kwargs[name] = _build(sub, merged, path + "/")
+            kwargs[name] = _build(sub, merge_trees(base, tree[name]), path + "/")
         else:
             kwargs[name] = _coerce(path, tree[name], _hints(cls)[name], f)
     try:

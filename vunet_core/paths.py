@@ -22,6 +22,11 @@ import yaml
 
 SEP = "/"
 
+# A loss term's ramp (vunet_core.config.LossTerm). A layer (a YAML file, a set of overrides) that
+# sets a term's `weight` and none of these makes the term constant: the ramp of the layers below
+# is cleared, so `losses/KL/weight 1` means KL at 1 from step 0 whatever the base files ramp.
+RAMP_KEYS = ("start_ramp_it", "end_ramp_it", "start_ramp_val", "end_ramp_val")
+
 
 class PathsError(ValueError):
     """A malformed override list or YAML file; the message names what to fix."""
@@ -74,15 +79,25 @@ def set_path(tree: dict[str, Any], path: str, value: Any, inplace: bool = False)
     return out
 
 
-def merge_trees(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge: `over` wins; mappings merge recursively; inputs are untouched."""
+def merge_trees(base: Mapping[str, Any], over: Mapping[str, Any], layer: bool = True) -> dict[str, Any]:
+    """Deep merge: `over` wins; mappings merge recursively; inputs are untouched. When `over` is
+    a layer above `base`, a `weight` set without ramp keys clears the ramp below it (RAMP_KEYS)."""
     out = copy.deepcopy(dict(base))
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_trees(out[key], value)
+            below = _without_ramp(out[key]) if layer and _sets_constant(value) else out[key]
+            out[key] = merge_trees(below, value, layer)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _sets_constant(layer: Mapping[str, Any]) -> bool:
+    return "weight" in layer and not any(k in layer for k in RAMP_KEYS)
+
+
+def _without_ramp(term: Mapping[str, Any]) -> dict[str, Any]:
+    return {**term, **{k: None for k in RAMP_KEYS if k in term}}
 
 
 def parse_value(text: str) -> Any:
@@ -225,8 +240,8 @@ def _nest_slash_keys(tree: Mapping[str, Any]) -> dict[str, Any]:
     plain = {k: v for k, v in tree.items() if SEP not in str(k)}
     out = {k: _nest_slash_keys(v) if isinstance(v, Mapping) else v for k, v in plain.items()}
     slashed = sorted((k for k in tree if SEP in str(k)), key=lambda k: str(k).count(SEP))
-    for key in slashed:
-        out = merge_trees(out, unflatten({str(key): tree[key]}))
+    for key in slashed:  # parts of the same layer: no ramp is cleared
+        out = merge_trees(out, unflatten({str(key): tree[key]}), layer=False)
     return out
 
 
@@ -239,9 +254,18 @@ def merge_yaml_files(paths: Iterable[str | Path]) -> dict[str, Any]:
 
 
 def apply_overrides(tree: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Tree with flat `/`-path overrides applied, shallower paths first (input untouched)."""
+    """Tree with flat `/`-path overrides applied, shallower paths first (input untouched).
+    A `.../weight` set without its sibling ramp keys clears the ramp in `tree` (see RAMP_KEYS)."""
     out = copy.deepcopy(dict(tree))
     for path in sorted(overrides, key=lambda p: p.count(SEP)):
+        term, _, leaf = path.rpartition(SEP)
+        if leaf == "weight" and not any(f"{term}{SEP}{k}" in overrides for k in RAMP_KEYS):
+            try:
+                below = get_path(out, term) if term else None
+            except KeyError:
+                below = None
+            if isinstance(below, dict):
+                out = set_path(out, term, _without_ramp(below))
         out = set_path(out, path, overrides[path])
     return out
 

@@ -412,7 +412,7 @@ BAD = {
     "searching a ramped weight": (
         {"parameters/losses/KL/weight": {"distribution": "uniform", "min": 0, "max": 1}},
         "parameters/losses/KL/weight",
-        "has no effect",
+        "would replace the ramp of losses/KL in the base config by a constant weight",
     ),
     "baseline value not among the values": (
         {"parameters/model/appearance_input": {"values": ["image"]}},
@@ -642,3 +642,27 @@ def test_loading_a_sweep_builds_its_base_config_once(monkeypatch: pytest.MonkeyP
     # One base config, then one per checked bound of each searched range (4 float ranges, 2 bounds each).
     assert len(spec.parameters) == 4 and all(d.kind in ("uniform", "log_uniform") for d in spec.parameters.values())
     assert len(built) == 1 + 2 * len(spec.parameters)
+
+
+def test_a_weight_in_fixed_or_an_override_makes_a_ramped_term_constant(tmp_path: Path) -> None:
+    ramped = variant(parameters={"model/appearance_input": {"values": ["crops", "image"]}})
+    assert load_spec(write(tmp_path, ramped)).base_config().losses.KL.ramped  # the default ramp
+    fixed = copy.deepcopy(ramped)
+    fixed["fixed"]["losses/KL/weight"] = 0.5
+    for data, overrides in ((fixed, None), (ramped, {"losses/KL/weight": 0.5})):
+        kl = load_spec(write(tmp_path, data), overrides).base_config().losses.KL
+        assert not kl.ramped and kl.weight == 0.5
+    # a searched ramp key then has no ramp to be part of: named, not silently half-applied
+    with_ramp_param = copy.deepcopy(fixed)
+    with_ramp_param["parameters"]["losses/KL/end_ramp_val"] = VALID["parameters"]["losses/KL/end_ramp_val"]
+    assert any("a ramp needs all of" in p for p in problems(tmp_path, with_ramp_param))
+
+
+def test_a_constant_weight_is_searchable_once_fixed_drops_the_ramp(tmp_path: Path) -> None:
+    data = variant(**{"parameters/losses/KL/end_ramp_val": None})
+    data["parameters"]["losses/KL/weight"] = {"distribution": "log_uniform", "min": 1e-4, "max": 1.0}
+    assert any("would replace the ramp of losses/KL" in p for p in problems(tmp_path, data))
+    for key in ("start_ramp_it", "end_ramp_it", "start_ramp_val", "end_ramp_val"):
+        data["fixed"][f"losses/KL/{key}"] = None
+    spec = load_spec(write(tmp_path, data))
+    assert not spec.base_config().losses.KL.ramped and "losses/KL/weight" in spec.parameters

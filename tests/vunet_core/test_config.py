@@ -179,6 +179,37 @@ def test_weight_alone_makes_a_term_constant() -> None:
     assert ramped.losses.KL.ramped and ramped.losses.KL.start_ramp_it == 0.5
 
 
+RAMP_FILE = "losses:\n  KL: {start_ramp_it: 0.25, end_ramp_it: 0.5, start_ramp_val: 0.001, end_ramp_val: 0.05}\n"
+
+
+@pytest.mark.parametrize(
+    "upper, overrides",
+    [
+        (None, {"losses/KL/weight": 1}),  # a command-line override over a ramping file
+        ("losses: {KL: {weight: 1}}\n", {}),  # a later file
+        ("losses/KL/weight: 1\n", {}),  # a later file, slash key
+    ],
+)
+def test_weight_alone_in_any_layer_clears_the_ramp_below(tmp_path, upper, overrides) -> None:  # type: ignore[no-untyped-def]
+    base = tmp_path / "base.yaml"
+    base.write_text(RAMP_FILE)
+    files = [base]
+    if upper is not None:
+        (tmp_path / "upper.yaml").write_text(upper)
+        files.append(tmp_path / "upper.yaml")
+    cfg = resolve_config(files, overrides)
+    assert not cfg.losses.KL.ramped and cfg.losses.KL.weight == 1.0
+    assert replace_paths(resolve_config([base]), {"losses/KL/weight": 1}).losses.KL == cfg.losses.KL
+
+
+def test_weight_beside_ramp_keys_in_one_layer_keeps_the_ramp(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = tmp_path / "base.yaml"
+    base.write_text(RAMP_FILE + "losses/KL/weight: 1\n")
+    assert resolve_config([base]).losses.KL.end_ramp_val == 0.05
+    over = resolve_config([base], {"losses/KL/weight": 1, "losses/KL/end_ramp_val": 0.5})
+    assert over.losses.KL.ramped and (over.losses.KL.start_ramp_it, over.losses.KL.end_ramp_val) == (0.25, 0.5)
+
+
 def test_stacking_later_files_win_and_overrides_last(tmp_path) -> None:  # type: ignore[no-untyped-def]
     a = tmp_path / "a.yaml"
     b = tmp_path / "b.yaml"
