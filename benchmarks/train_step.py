@@ -2,8 +2,9 @@
 
 One step = forward (train mode) + color_L1 + KL loss + backward + Adam step (fused), batch 8,
 at 64 px (box 2, bottleneck 2) and 128 px (box 1, bottleneck 1), for the original widths
-(``full``: base 32, max 128) and the CPU recipe's (``recipe``: 16 -> 64, configs/cpu_32.yaml),
-in fp32 and under bf16 autocast (what ``training/bf16 true`` runs).
+(``full``: base 32, max 128) and the CPU recipe's (``recipe``: 16 -> 64), in fp32 and under
+bf16 autocast (``training/precision bf16``). ``--sizes 32 --widths recipe --threads 1`` is
+the step every default-sweep trial runs (configs/cpu_32.yaml: 32 px, box 2, bottleneck 2).
 
 FLOPs of a step are counted once with ``torch.utils.flop_counter.FlopCounterMode``
 (convolutions and matmuls, forward and backward). Two yardsticks are measured in the same
@@ -18,7 +19,7 @@ one's, so the speed-up is a ratio measured under the same load. ``--breakdown`` 
 a few steps per row and splits the time into pose encoder, appearance encoder (+ posterior
 head), decoder, AR priors, weight norm, losses, optimizer and the rest (forward and
 backward of each module are attributed to it through the autograd sequence numbers).
-``--concurrency`` compares 1 trial x 2 threads with 2 trials x 1 thread on the recipe
+``--concurrency`` compares 1 trial x 2 threads with 2 trials x 1 thread on the 32 px recipe
 (what a sweep's ``resources/cpu`` and ``max_concurrent_trials`` choose between).
 ``--perceptual`` adds rows with a VGG19 perceptual term on random weights (its cost only).
 Run: ``python benchmarks/train_step.py`` (about 5 min on 2 cores).
@@ -49,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.vgg import cfgs, make_layers
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {64: (2, 2), 128: (1, 1)}  # spatial size -> (box_factor, bottleneck_factor)
+SETTINGS = {32: (2, 2), 64: (2, 2), 128: (1, 1)}  # spatial size -> (box_factor, bottleneck_factor)
 WIDTHS = {"full": (32, 128), "recipe": (16, 64)}  # base_channels, max_channels
 PRECISIONS = ("fp32", "bf16")
 MODULES = ("pose encoder", "appearance encoder", "decoder", "AR priors", "weight norm", "losses", "optimizer")
@@ -338,7 +339,7 @@ def _in_backward(event: Any) -> bool:
 def _worker(args: tuple[int, int, int]) -> float:
     threads, steps, batch = args
     torch.set_num_threads(threads)
-    step = make_step(import_project(None), 64, "recipe", batch, torch.device("cpu"), False)
+    step = make_step(import_project(None), 32, "recipe", batch, torch.device("cpu"), False)
     step.run()
     start = time.perf_counter()
     for _ in range(steps):
@@ -347,7 +348,7 @@ def _worker(args: tuple[int, int, int]) -> float:
 
 
 def concurrency(steps: int, batch: int) -> list[tuple[str, float]]:
-    """Aggregate images/s of the 64 px recipe step: 1 process x 1 thread, 1 x 2, 2 x 1."""
+    """Aggregate images/s of the 32 px recipe step (configs/cpu_32.yaml): 1 process x 1 thread, 1 x 2, 2 x 1."""
     ctx = mp.get_context("spawn")
     results = []
     for label, procs, threads in (
@@ -421,7 +422,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
-    p.add_argument("--steps", type=int, default=0, help="steps per round (0: 3 at 64 px, 2 at 128 px)")
+    p.add_argument("--steps", type=int, default=0, help="steps per round (0: 8 at 32 px, 3 at 64 px, 2 at 128 px)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--against", type=Path, default=None, help="another checkout, timed alternately (fp32 rows)")
     p.add_argument("--breakdown", action="store_true", help="per-module time of each row (profiler)")
@@ -466,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
                                 parts[f"against {size} {widths} fp32"] = breakdown(old)
                         if args.breakdown:
                             parts[f"{size} {widths} {precision}"] = breakdown(step)
-            steps = args.steps if args.steps else (3 if size <= 64 else 2)
+            steps = args.steps or {32: 8, 64: 3}.get(size, 2)
             print(f"timing {len(cases)} steps at {size} px ...", file=sys.stderr, flush=True)
             measure(cases, args.rounds, steps, device)
             del cases
@@ -478,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
     if parts:
         print_breakdown(parts)
     if args.concurrency and not use_cuda:
-        print("\nrecipe step at 64 px, fp32, aggregate images/s")
+        print("\nrecipe step at 32 px, fp32, aggregate images/s")
         for label, rate in concurrency(6, args.batch):
             print(f"  {label:<22} {rate:6.1f} img/s")
 
