@@ -59,14 +59,16 @@ MODULES = ("pose encoder", "appearance encoder", "decoder", "AR priors", "weight
 # --------------------------------------------------------------------------- the project under test
 
 
-def import_project(path: Path | None) -> dict[str, ModuleType]:
+PROJECT_MODULES = ("vunet_core.config", "vunet_core.losses", "vunet_core.model", "vunet_core.perceptual")
+
+
+def import_project(path: Path | None, names: tuple[str, ...] = PROJECT_MODULES) -> dict[str, ModuleType]:
     """The vunet_core modules of the checkout at `path` (None: this one), without disturbing this one's.
 
     A second checkout is imported under the same package name with its directory first on
     sys.path, its modules taken out of sys.modules afterwards: the step functions built
     from it keep their own module globals, so both versions run side by side in one process.
     """
-    names = ("vunet_core.config", "vunet_core.losses", "vunet_core.model", "vunet_core.perceptual")
     if path is None:
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))

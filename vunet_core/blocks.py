@@ -77,7 +77,11 @@ class WNConv2d(nn.Module):
         return torch._weight_norm(self.v, scale.view(-1, 1, 1, 1), 0)
 
     def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if self.kernel_size == 3 and self.stride == 1 and x.shape[-2] * x.shape[-1] <= MATMUL_MAX_PIXELS:
+        # The matmul form pays off through its backward; without autograd (validation, grids,
+        # DDI) oneDNN's forward is faster, and torch.matmul would broadcast the weight into a
+        # batched matmul of B tiny products (~10x slower than either).
+        tiny = x.shape[-2] * x.shape[-1] <= MATMUL_MAX_PIXELS
+        if self.kernel_size == 3 and self.stride == 1 and tiny and torch.is_grad_enabled():
             return _conv3_as_matmul(x, weight, bias)
         if self.stride == 2:
             x = F.pad(x, (0, 1, 0, 1))  # (B, C, H, W) -> (B, C, H+1, W+1), TF SAME alignment

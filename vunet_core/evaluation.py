@@ -138,9 +138,9 @@ def evaluate(
             rec = model(own.pose, own.appearance, mode="train")
             values = compute_terms(terms, own.target, rec, perceptual)
             values["total"] = weighted_total(weights, values, torch.zeros_like(values[terms[0]]))
-            moved = model(pair.pose, pair.appearance, mode="transfer")
+            moved = model(pair.pose, pair.appearance, mode="transfer", prior=False)
             metrics = transfer_metrics(moved.image, pair.target)
-            wrong = model(cross.pose, cross.appearance, mode="transfer").image
+            wrong = model(cross.pose, cross.appearance, mode="transfer", prior=False).image
             metrics["l1_wrong_appearance"] = (wrong - cross.target).abs().flatten(1).mean(1)  # (B,)
             metrics["appearance_gain"] = metrics["l1_wrong_appearance"] - metrics["l1"]
             if not has_other_person:  # no other person to take an appearance from: undefined, not 0

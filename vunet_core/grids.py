@@ -44,9 +44,9 @@ def sample_grid(model: VUNet, val: PairDataset, num_rows: int, device: torch.dev
     own = val.with_pairing("same_image").batch(idx).to(device)
     cross = val.with_pairing("cross_person").batch(idx).to(device)
     with fixed_noise(GRID_SEED, device):
-        reconstruction = model(own.pose, own.appearance, mode="train").image
-        transfer = model(pair.pose, pair.appearance, mode="transfer").image
-        other = model(cross.pose, cross.appearance, mode="transfer").image
+        reconstruction = model(own.pose, own.appearance, mode="train", prior=False).image
+        transfer = model(pair.pose, pair.appearance, mode="transfer", prior=False).image
+        other = model(cross.pose, cross.appearance, mode="transfer", prior=False).image
         prior = model(pair.pose, None, mode="sample").image
     model.train(was_training)
     columns = [pair.appearance_image, pair.pose, pair.target, reconstruction, transfer, cross.appearance_image, other]

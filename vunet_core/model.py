@@ -218,9 +218,13 @@ class Decoder(nn.Module):
         self.out = conv3(low[-1], 3)
 
     def forward(
-        self, skips: list[Tensor], latents: list[Tensor] | None, temperature: float
+        self, skips: list[Tensor], latents: list[Tensor] | None, temperature: float, prior: bool = True
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Image, prior means and decoded z per latent scale; ``latents`` None = sample mode."""
+        """Image, prior means and decoded z per latent scale; ``latents`` None = sample mode.
+
+        With ``latents`` given and ``prior`` False the priors are skipped (no prior means):
+        they are a side branch, so the image is the same.
+        """
         skips = list(skips)
         h = self.stem(skips[-1])  # peek, no pop
         p_means: list[Tensor] = []
@@ -229,10 +233,12 @@ class Decoder(nn.Module):
             h = pre(h, skips.pop())  # block-2 skip
             if lvl < NUM_LATENT_SCALES:
                 z_post = latents[lvl] if latents is not None else None
-                p, z_prior = self.priors[lvl](h, z_post, temperature)  # side branch, h unchanged
-                z = z_post if z_post is not None else z_prior
+                z = z_post
+                if z_post is None or prior:
+                    p, z_prior = self.priors[lvl](h, z_post, temperature)  # side branch, h unchanged
+                    z = z_post if z_post is not None else z_prior
+                    p_means.append(p)
                 assert z is not None
-                p_means.append(p)
                 decoded.append(z)
                 h = self.fuse[lvl](torch.cat([h, z], dim=1))  # z joins the stream: (B, 2C, r, r) -> (B, C, r, r)
             h = self.post[lvl](h, skips.pop())  # block-1 skip
@@ -266,12 +272,19 @@ class VUNet(nn.Module):
     def initialized(self) -> bool:
         return bool(self.initialized_flag.item())
 
-    def forward(self, pose: Tensor, appearance: Tensor | None = None, mode: str = "train") -> VUNetOutput:
+    def forward(
+        self, pose: Tensor, appearance: Tensor | None = None, mode: str = "train", *, prior: bool = True
+    ) -> VUNetOutput:
         """Decode ``pose`` (B, 3, S, S) with the appearance of ``appearance`` (see spec Table 5.3).
 
         train: posterior sample decoded, prior teacher-forced on it. transfer: posterior
         mean decoded (call ``eval()`` first). sample: pose only, ancestral prior sample.
+        ``prior=False`` (train and transfer only) skips the learned prior, a side branch that
+        only yields ``p_means``: the same image, ``p_means`` empty, ~1/3 less compute at the
+        CPU recipe's widths. For callers that use the image alone (transfer outputs).
         """
+        if not prior and mode == "sample":
+            raise ValueError("VUNet.forward: sample mode draws from the prior; prior=False needs train or transfer")
         self._check_inputs(pose, appearance, mode)
         q_means: list[Tensor] = []
         latents: list[Tensor] | None = None
@@ -279,11 +292,11 @@ class VUNet(nn.Module):
             assert appearance is not None
             q_means, z_post = self.posterior(self.appearance_encoder(appearance))
             latents = z_post if mode == "train" else q_means
-        image, p_means, decoded = self.decoder(self.pose_encoder(pose), latents, self.cfg.temperature)
+        image, p_means, decoded = self.decoder(self.pose_encoder(pose), latents, self.cfg.temperature, prior)
         return VUNetOutput(
             image=image,
             q_means=dict(zip(self.keys, q_means, strict=False)),
-            p_means=dict(zip(self.keys, p_means, strict=True)),
+            p_means=dict(zip(self.keys, p_means, strict=False)),
             samples=dict(zip(self.keys, decoded, strict=True)),
         )
 

@@ -36,15 +36,19 @@ class IgnoresAppearance(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pose: Tensor, appearance: Tensor | None = None, mode: str = "train") -> VUNetOutput:
+    def forward(
+        self, pose: Tensor, appearance: Tensor | None = None, mode: str = "train", *, prior: bool = True
+    ) -> VUNetOutput:
         blank = None if appearance is None else torch.zeros_like(appearance)
-        return self.model(pose, blank, mode)
+        return self.model(pose, blank, mode, prior=prior)
 
 
 class CopiesCropColour(nn.Module):
     """Outputs the mean colour of the appearance crops' present parts everywhere: pure appearance."""
 
-    def forward(self, pose: Tensor, appearance: Tensor | None = None, mode: str = "train") -> VUNetOutput:
+    def forward(
+        self, pose: Tensor, appearance: Tensor | None = None, mode: str = "train", *, prior: bool = True
+    ) -> VUNetOutput:
         assert appearance is not None
         b = appearance.shape[0]
         parts = appearance.reshape(b, -1, 3, *appearance.shape[-2:])  # (B, 8, 3, Sc, Sc)

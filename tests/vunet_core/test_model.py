@@ -236,6 +236,27 @@ def test_transfer_is_deterministic_where_the_spec_says() -> None:
     assert torch.equal(c.samples[high], c.q_means[high])
 
 
+@pytest.mark.parametrize("mode", ["train", "transfer"])
+def test_skipping_the_prior_keeps_the_image(mode: str) -> None:
+    # the prior is a side branch: without it the same image and latents, no prior means
+    cfg = tiny()
+    model = VUNet(cfg).eval()
+    pose, app = inputs(cfg)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            torch.manual_seed(1)
+            full = model(pose, app, mode)
+            torch.manual_seed(1)
+            lean = model(pose, app, mode, prior=False)
+        assert torch.equal(full.image, lean.image)
+        assert lean.p_means == {} and list(full.p_means) == latent_keys(cfg)
+        for key in full.samples:
+            assert torch.equal(full.samples[key], lean.samples[key])
+            assert torch.equal(full.q_means[key], lean.q_means[key])
+    with pytest.raises(ValueError, match="prior=False"):
+        model(pose, mode="sample", prior=False)
+
+
 def test_sample_mode_needs_only_the_pose() -> None:
     cfg = tiny(temperature=1.0)
     model = VUNet(cfg).eval()
