@@ -19,8 +19,8 @@ one's, so the speed-up is a ratio measured under the same load. ``--breakdown`` 
 a few steps per row and splits the time into pose encoder, appearance encoder (+ posterior
 head), decoder, AR priors, weight norm, losses, optimizer and the rest (forward and
 backward of each module are attributed to it through the autograd sequence numbers).
-``--concurrency`` compares 1 trial x 2 threads with 2 trials x 1 thread on the 32 px recipe
-(what a sweep's ``resources/cpu`` and ``max_concurrent_trials`` choose between).
+``--concurrency`` compares 1 trial x 2 threads with 2 trials x 1 thread on the 32 px recipe, in
+each of ``--precisions`` (what a sweep's ``resources/cpu`` and ``max_concurrent_trials`` choose between).
 ``--perceptual`` adds rows with a VGG19 perceptual term on random weights (its cost only).
 Run: ``python benchmarks/train_step.py`` (about 5 min on 2 cores).
 """
@@ -338,10 +338,10 @@ def _in_backward(event: Any) -> bool:
 # --------------------------------------------------------------------------- 1x2 vs 2x1
 
 
-def _worker(args: tuple[int, int, int]) -> float:
-    threads, steps, batch = args
+def _worker(args: tuple[int, int, int, bool]) -> float:
+    threads, steps, batch, bf16 = args
     torch.set_num_threads(threads)
-    step = make_step(import_project(None), 32, "recipe", batch, torch.device("cpu"), False)
+    step = make_step(import_project(None), 32, "recipe", batch, torch.device("cpu"), bf16)
     step.run()
     start = time.perf_counter()
     for _ in range(steps):
@@ -349,7 +349,7 @@ def _worker(args: tuple[int, int, int]) -> float:
     return time.perf_counter() - start
 
 
-def concurrency(steps: int, batch: int) -> list[tuple[str, float]]:
+def concurrency(steps: int, batch: int, precision: str) -> list[tuple[str, float]]:
     """Aggregate images/s of the 32 px recipe step (configs/cpu_32.yaml): 1 process x 1 thread, 1 x 2, 2 x 1."""
     ctx = mp.get_context("spawn")
     results = []
@@ -359,7 +359,7 @@ def concurrency(steps: int, batch: int) -> list[tuple[str, float]]:
         ("2 trials x 1 thread", 2, 1),
     ):
         with ctx.Pool(procs) as pool:
-            times = pool.map(_worker, [(threads, steps, batch)] * procs)
+            times = pool.map(_worker, [(threads, steps, batch, precision == "bf16")] * procs)
         results.append((label, procs * steps * batch / max(times)))
     return results
 
@@ -481,9 +481,10 @@ def main(argv: list[str] | None = None) -> None:
     if parts:
         print_breakdown(parts)
     if args.concurrency and not use_cuda:
-        print("\nrecipe step at 32 px, fp32, aggregate images/s")
-        for label, rate in concurrency(6, args.batch):
-            print(f"  {label:<22} {rate:6.1f} img/s")
+        for precision in args.precisions:
+            print(f"\nrecipe step at 32 px, {precision}, aggregate images/s")
+            for label, rate in concurrency(6, args.batch, precision):
+                print(f"  {label:<22} {rate:6.1f} img/s")
 
 
 if __name__ == "__main__":
