@@ -5,7 +5,7 @@
 Times one epoch's validation as the training routine runs it: ``evaluate`` over the whole
 validation split (per pair: the reconstruction with its losses, the transfer and the transfer
 with another person's appearance) and the epoch's sample grid, on the config's generated data,
-with a freshly initialized model (DDI on training images, as at a trial's start). ``--threads``
+with a freshly initialized model (DDI on the first training images). ``--threads``
 defaults to 1, what each of the default sweep's two concurrent trials gets.
 
 ``--against DIR`` imports a second checkout of the project (e.g. ``git worktree add /tmp/main
@@ -37,9 +37,9 @@ MODULES = ("vunet_core.config", "vunet_core.data", "vunet_core.model", "vunet_co
 class Checkout:
     """One checkout's model and validation routine on shared data."""
 
-    def __init__(self, label: str, mods: dict[str, ModuleType], cfg: Any, splits: Any) -> None:
+    def __init__(self, label: str, mods: dict[str, ModuleType], tree: dict[str, Any], splits: Any) -> None:
         self.label, self.mods, self.splits = label, mods, splits
-        self.cfg = mods["config"].config_from_tree(cfg)
+        self.cfg = mods["config"].config_from_tree(tree)  # each checkout builds its own Config
         torch.manual_seed(0)
         self.model = mods["model"].VUNet(self.cfg.model)
         n = self.cfg.training.init_batches * self.cfg.training.batch_size
