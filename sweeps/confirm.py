@@ -29,9 +29,9 @@ from typing import Any
 from scipy import stats
 
 from sweeps.report import SweepReport, TrialRow, ranked
-from sweeps.search import META, nest, sampled_flat, trial_meta
+from sweeps.search import TrialMeta, sampled_flat, trial_meta, with_meta
 from sweeps.spec import SweepSpec
-from sweeps.trial_info import trial_state
+from sweeps.trial_info import TrialState, end_state
 
 LEVEL = 0.95
 BETTER, SAME, WORSE = "better", "no detectable difference", "worse"
@@ -45,7 +45,7 @@ class Candidate:
     label: str  # "baseline" or "trial N" (the search trial it comes from)
     row: TrialRow  # the search trial
     values: dict[int, float] = field(default_factory=dict)  # seed -> final objective
-    failed: dict[int, str] = field(default_factory=dict)  # seed -> diverged / crashed / early_stopped
+    failed: dict[int, TrialState] = field(default_factory=dict)  # seed -> diverged / crashed / early_stopped
     delta: float = math.nan
     ci: tuple[float, float] = (math.nan, math.nan)
     verdict: str = ""
@@ -101,15 +101,10 @@ def trial_configs(candidates: list[Candidate], seeds: tuple[int, ...]) -> list[d
     out = []
     for c in candidates:
         for seed in seeds:
-            config = nest({**sampled_flat(c.row.config), "training/seed": seed})
-            config[META] = {
-                "stage": "confirm",
-                "candidate": c.label,
-                "seed": seed,
-                "baseline": c.label == BASELINE,
-                "search_trial": c.row.trial_id,
-            }
-            out.append(config)
+            meta = TrialMeta(
+                stage="confirm", baseline=c.label == BASELINE, candidate=c.label, seed=seed, search_trial=c.row.trial_id
+            )
+            out.append(with_meta({**sampled_flat(c.row.config), "training/seed": seed}, meta))
     return out
 
 
@@ -118,19 +113,17 @@ def collect(spec: SweepSpec, candidates: list[Candidate], results: Any, wall_s: 
     by_label = {c.label: c for c in candidates}
     train_s = 0.0
     for result in results:
-        meta = trial_meta(result.config or {})
-        cand = by_label.get(str(meta.get("candidate")))
-        if cand is None:
+        meta = trial_meta(result.config)
+        cand = by_label.get(meta.candidate)
+        if cand is None or meta.seed is None:
             continue
         last = dict(result.metrics or {})
         train_s += float(last.get("time_total_s", 0.0))
-        state = trial_state(last, error=result.error is not None, max_epochs=spec.max_epochs)
-        value = last.get(spec.metric)
-        seed = int(meta["seed"])
-        if state == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
-            cand.values[seed] = float(value)
+        state = end_state(last, error=result.error is not None, max_epochs=spec.max_epochs, metric=spec.metric)
+        if state == TrialState.COMPLETED:
+            cand.values[meta.seed] = float(last[spec.metric])
         else:
-            cand.failed[seed] = state
+            cand.failed[meta.seed] = state
     baseline, others = candidates[0], candidates[1:]
     for c in others:
         c.delta, c.ci, c.verdict = judge(list(c.values.values()), list(baseline.values.values()), spec.mode)

@@ -26,11 +26,16 @@ from sweeps.outbox import Outbox
 from sweeps.search import sampled_flat, trial_flat_config, trial_meta
 from sweeps.storage import checkpoint_files
 from sweeps.tracking import MAX_BATCH, PARENT_TAG, STATE_TAG, TRIAL_ID_TAG, metric_values, param_str
-from sweeps.trial_info import is_baseline, stage, trial_label
+from sweeps.trial_info import TrialState, is_baseline, stage, trial_label
 
 log = logging.getLogger(__name__)
 
-MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "crashed": "FAILED"}
+MLFLOW_STATUS = {
+    TrialState.COMPLETED: "FINISHED",
+    TrialState.EARLY_STOPPED: "FINISHED",
+    TrialState.DIVERGED: "FAILED",
+    TrialState.CRASHED: "FAILED",
+}
 
 
 class MlflowTrials:
@@ -88,16 +93,14 @@ class MlflowTrials:
         tags = {
             PARENT_TAG: self.parent_run_id,
             TRIAL_ID_TAG: key,
-            STATE_TAG: "running",
+            STATE_TAG: str(TrialState.RUNNING),
             "sampled_params": ",".join(sorted(sampled)),
             "baseline": str(is_baseline(trial)).lower(),
             "stage": stage(trial),
         }
         meta = trial_meta(trial.config)
-        if meta.get("stage") == "confirm":
-            tags.update(
-                candidate=str(meta["candidate"]), seed=str(meta["seed"]), search_trial_id=str(meta["search_trial"])
-            )
+        if meta.confirming:
+            tags.update(candidate=meta.candidate, seed=str(meta.seed), search_trial_id=meta.search_trial)
         name = trial_label(trial).replace(" (", " ").rstrip(")")
         self.outbox.put("create_run", key, tags=tags, run_name=name, match_tag=TRIAL_ID_TAG)
         params = [[k, param_str(v)] for k, v in trial_flat_config(self.base_tree, trial.config).items()]
@@ -166,17 +169,17 @@ class MlflowTrials:
         if trial.trial_id not in self.trial_ids:
             self._open_run(trial)
 
-    def finish(self, trial: Any, state: str) -> None:
-        """The trial ended in `state` (sweeps.trial_info.STATES): tags, error log, run status."""
+    def finish(self, trial: Any, state: TrialState) -> None:
+        """The trial ended in `state`: tags, error log, run status."""
 
         def finish(t: Any) -> None:
             self._ensure_run(t)
-            tags: dict[str, Any] = {STATE_TAG: state}
-            if state == "diverged":
+            tags: dict[str, Any] = {STATE_TAG: str(state)}
+            if state == TrialState.DIVERGED:
                 tags["diverged_at"] = (
                     f"{t.last_result.get('diverged_term')} at step {t.last_result.get('diverged_step')}"
                 )
-            if state == "crashed" and getattr(t, "error_file", None):
+            if state == TrialState.CRASHED and getattr(t, "error_file", None):
                 self.outbox.put("log_artifact", t.trial_id, files={"file": Path(t.error_file)}, artifact_path="error")
             self.outbox.put("log_batch", t.trial_id, tags=[[k, str(v)] for k, v in tags.items()])
             self.outbox.put("set_status", t.trial_id, status=MLFLOW_STATUS[state])

@@ -19,11 +19,11 @@ from typing import Any
 
 from sweeps.report import short_names, text_table
 from sweeps.search import sampled_flat
-from sweeps.trial_info import stage, trial_label, trial_state
+from sweeps.trial_info import TrialState, end_state, stage, trial_label
 
 TABLE_EVERY_S = 60.0
 TABLE_ROWS = 8
-TUNE_STATUS = {"PENDING": "pending", "RUNNING": "running", "PAUSED": "paused", "ERROR": "crashed"}
+TUNE_STATUS = {"PENDING": "pending", "RUNNING": TrialState.RUNNING, "PAUSED": "paused", "ERROR": TrialState.CRASHED}
 
 
 class ProgressLines:
@@ -44,20 +44,20 @@ class ProgressLines:
         print(f"{trial_label(trial)} started", flush=True)
 
     def epoch(self, trial: Any, result: dict[str, Any], trials: list[Any]) -> None:
-        if result.get("trial_state") == "diverged":
+        if result.get("trial_state") == TrialState.DIVERGED:
             return  # its end line says so
         epoch = result.get("training_iteration", 0)
         print(f"{trial_label(trial)} epoch {epoch}/{self.max_epochs}: {self._value(result)}", flush=True)
         self.maybe_table(trials)
 
-    def ended(self, trial: Any, state: str) -> None:
+    def ended(self, trial: Any, state: TrialState) -> None:
         """`completed/early_stopped/diverged after N epochs: ...`, or `crashed (error log: ...)`."""
-        if state == "crashed":
+        if state == TrialState.CRASHED:
             print(f"{trial_label(trial)} crashed (error log: {getattr(trial, 'error_file', '?')})", flush=True)
             return
         last = trial.last_result or {}
         detail = self._value(last)
-        if state == "diverged":
+        if state == TrialState.DIVERGED:
             detail = f"loss {last.get('diverged_term')} non-finite at step {last.get('diverged_step')}"
         print(f"{trial_label(trial)} {state} after {last.get('training_iteration', 0)} epochs: {detail}", flush=True)
 
@@ -74,7 +74,9 @@ class ProgressLines:
         for t in trials:
             last = t.last_result or {}
             done = t.status in ("TERMINATED", "ERROR")
-            state = trial_state(last, t.status == "ERROR", self.max_epochs) if done else TUNE_STATUS.get(t.status, "?")
+            state: str = TUNE_STATUS.get(t.status, "?")
+            if done:
+                state = end_state(last, error=t.status == "ERROR", max_epochs=self.max_epochs, metric=self.metric)
             value = last.get(self.metric)
             rows.append((state, t, last, float(value) if isinstance(value, (int, float)) else math.nan))
         counts: dict[str, int] = {}

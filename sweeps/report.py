@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeps.search import sampled_flat
+from sweeps.search import sampled_flat, trial_meta
 from sweeps.spec import SweepSpec
-from sweeps.trial_info import optuna_number, trains_baseline, trial_state
+from sweeps.trial_info import TrialState, end_state
 
 TOP_ROWS = 10
 
@@ -30,7 +30,7 @@ TOP_ROWS = 10
 class TrialRow:
     trial_id: str
     number: int
-    state: str
+    state: TrialState
     epochs: int
     metric: float
     config: dict[str, Any]
@@ -59,8 +59,8 @@ def _row(result: Any, spec: SweepSpec) -> TrialRow:
     trial_id = str(last.get("trial_id") or Path(result.path).name.rsplit("_", 1)[-1])
     return TrialRow(
         trial_id=trial_id,
-        number=number if (number := optuna_number(config)) is not None else 0,
-        state=trial_state(last, error=result.error is not None, max_epochs=spec.max_epochs),
+        number=trial_meta(config).number or 0,
+        state=end_state(last, error=result.error is not None, max_epochs=spec.max_epochs, metric=spec.metric),
         epochs=int(last.get("training_iteration", 0)),
         metric=float(value) if isinstance(value, (int, float)) else float("nan"),
         config=config,
@@ -73,13 +73,13 @@ def build_report(spec: SweepSpec, results: Any, wall_s: float) -> SweepReport:
     rows = [_row(result, spec) for result in results]
     report = SweepReport(spec, rows, wall_s)
     report.best = next(iter(ranked(report)), None)
-    report.baseline = next((r for r in rows if trains_baseline(r.config)), None)
+    report.baseline = next((r for r in rows if trial_meta(r.config).baseline), None)
     return report
 
 
 def ranked(report: SweepReport) -> list[TrialRow]:
     """Trials that reached the furthest epoch any finished trial reached, best first."""
-    eligible = [r for r in report.rows if r.state in ("completed", "early_stopped") and math.isfinite(r.metric)]
+    eligible = [r for r in report.rows if r.state.ok and math.isfinite(r.metric)]
     top = max((r.epochs for r in eligible), default=0)
     sign = 1.0 if report.spec.mode == "min" else -1.0
     return sorted((r for r in eligible if r.epochs == top), key=lambda r: sign * r.metric)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeps.space import Distribution
@@ -34,10 +35,42 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return unflatten(flat)
 
 
-def trial_meta(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The `sweep` entry of a trial config: stage, baseline, candidate, seed (empty if none)."""
-    meta = config.get(META)
-    return dict(meta) if isinstance(meta, Mapping) else {}
+@dataclass(frozen=True)
+class TrialMeta:
+    """What a trial config says about the trial itself (its `sweep` entry): written by the
+    searchers (search trials) and the confirmation stage, read everywhere else through
+    :func:`trial_meta`. Travels as a plain dict inside Tune's config (:meth:`as_entry`)."""
+
+    stage: str = "search"  # "search" or "confirm"
+    baseline: bool = False  # trains the base configuration
+    number: int | None = None  # the sweep's trial number (search trials; 0 = the baseline)
+    candidate: str = ""  # confirmation: "baseline" or "trial N"
+    seed: int | None = None  # confirmation: the fresh training/seed
+    search_trial: str = ""  # confirmation: the Tune id of the candidate's search trial
+
+    @property
+    def confirming(self) -> bool:
+        return self.stage == "confirm"
+
+    def as_entry(self) -> dict[str, Any]:
+        """The dict stored under the trial config's `sweep` key (unset fields left out)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+
+
+def trial_meta(config: Mapping[str, Any] | None) -> TrialMeta:
+    """The :class:`TrialMeta` of a trial config (defaults when it has none)."""
+    entry = (config or {}).get(META)
+    if not isinstance(entry, Mapping):
+        return TrialMeta()
+    known = {k: entry[k] for k in TrialMeta.__dataclass_fields__ if k in entry}
+    return TrialMeta(**known)
+
+
+def with_meta(sampled: Mapping[str, Any], meta: TrialMeta) -> dict[str, Any]:
+    """A Tune trial config: the nested sampled values plus the trial's `sweep` entry."""
+    config = nest(sampled)
+    config[META] = meta.as_entry()
+    return config
 
 
 def sampled_flat(sampled: Mapping[str, Any]) -> dict[str, Any]:

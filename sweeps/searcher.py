@@ -30,11 +30,12 @@ from typing import Any, Literal
 import optuna
 from ray.tune.search import Searcher
 
-from sweeps.search import META, baseline_point, define_by_run, make_sampler, nest
+from sweeps.search import TrialMeta, baseline_point, define_by_run, make_sampler, with_meta
 from sweeps.spec import SweepSpec
+from sweeps.trial_info import TrialState, end_state
 
 STUDY_FILE = "optuna.db"
-TrialState = optuna.trial.TrialState
+StudyState = optuna.trial.TrialState
 
 
 def study_storage(sweep_dir: Path) -> optuna.storages.RDBStorage:
@@ -53,9 +54,9 @@ def fail_running_trials(spec: SweepSpec, sweep_dir: Path) -> int:
         study = load_study(spec, sweep_dir)
     except KeyError:  # the file exists but the study was never created
         return 0
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    running = study.get_trials(deepcopy=False, states=(StudyState.RUNNING,))
     for t in running:
-        study.tell(t.number, state=TrialState.FAIL)
+        study.tell(t.number, state=StudyState.FAIL)
     if running:
         earlier = list(study.user_attrs.get("interrupted_trials", []))
         study.set_user_attr("interrupted_trials", earlier + [t.number for t in running])
@@ -127,9 +128,7 @@ class StudySearcher(Searcher):
         trial.set_user_attr("tune_trial_id", trial_id)
         self.numbers[trial_id] = trial.number
         self._live[trial_id], self._steps[trial_id] = trial, set()
-        config = nest({**trial.params, **constants})
-        config[META] = {"stage": "search", "baseline": baseline, "optuna_trial": trial.number}
-        return config
+        return with_meta({**trial.params, **constants}, TrialMeta(baseline=baseline, number=trial.number))
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._open(trial_id)
@@ -145,25 +144,20 @@ class StudySearcher(Searcher):
         if trial is None:
             return
         result = result or {}
-        value = result.get(self.metric)
-        epochs = int(result.get("training_iteration", 0) or 0)
-        trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("epochs", int(result.get("training_iteration", 0) or 0))
         # Tune hands a trial's last result (the one its scheduler stopped it on) only to this call.
         self.on_trial_result(trial_id, result)
-        if error:
-            trial.set_user_attr("trial_state", "crashed")
-            self.study.tell(trial, state=TrialState.FAIL)
-        elif result.get("trial_state") == "diverged":
-            trial.set_user_attr("trial_state", "diverged")
+        state = end_state(result, error=error, max_epochs=self.max_epochs, metric=self.metric)
+        trial.set_user_attr("trial_state", str(state))
+        if state == TrialState.DIVERGED:
             trial.set_user_attr("diverged_step", result.get("diverged_step"))
             trial.set_user_attr("diverged_term", result.get("diverged_term"))
-            self.study.tell(trial, state=TrialState.FAIL)
-        elif epochs < self.max_epochs or not _finite(value):
-            trial.set_user_attr("trial_state", "early_stopped")
-            self.study.tell(trial, state=TrialState.PRUNED)  # Optuna keeps the last intermediate value
+        if state.failed:
+            self.study.tell(trial, state=StudyState.FAIL)
+        elif state == TrialState.EARLY_STOPPED:
+            self.study.tell(trial, state=StudyState.PRUNED)  # Optuna keeps the last intermediate value
         else:
-            trial.set_user_attr("trial_state", "completed")
-            self.study.tell(trial, float(value))  # type: ignore[arg-type]
+            self.study.tell(trial, float(result[self.metric]))
         self.finished.add(trial_id)
         self._live.pop(trial_id, None)
         self._steps.pop(trial_id, None)
@@ -177,7 +171,7 @@ class StudySearcher(Searcher):
             return self._live[trial_id]
         old = self.study.trials[self.numbers[trial_id]]
         if not old.state.is_finished():  # left RUNNING by a driver that died: it cannot be continued
-            self.study.tell(old.number, state=TrialState.FAIL)
+            self.study.tell(old.number, state=StudyState.FAIL)
         user_attrs = {**old.user_attrs, "resumed_from_trial": old.number}
         self.study.enqueue_trial(old.params, user_attrs=user_attrs)
         trial = self.study.ask(fixed_distributions=old.distributions)

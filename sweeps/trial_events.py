@@ -7,7 +7,7 @@ Tune calls :class:`TrialEvents` in the driver process; each event reads top to b
 - result: log the epoch's metrics, print the epoch line (and, once a minute, the table);
 - checkpoint: fetch its sample grid and eval outputs (from wherever the storage is), log them,
   cache the contact-sheet pairs;
-- complete / error: decide how the trial ended, once (:func:`~sweeps.trial_info.trial_state`),
+- complete / error: decide how the trial ended, once (:func:`~sweeps.trial_info.end_state`),
   end its run with that state and print it.
 
 MLflow calls only queue on the sweep's outbox (:mod:`sweeps.outbox`), so no event waits for
@@ -26,7 +26,7 @@ from sweeps.contact import cache_checkpoint
 from sweeps.mlflow_trials import MlflowTrials
 from sweeps.progress import ProgressLines
 from sweeps.storage import checkpoint_files
-from sweeps.trial_info import trial_state
+from sweeps.trial_info import TrialState, end_state
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,15 @@ class TrialEvents(tune.Callback):
             log.warning("trial %s: could not read its checkpoint's files (%s)", trial.trial_id, exc)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._ended(trial, trial_state(trial.last_result or {}, error=False, max_epochs=self.progress.max_epochs))
+        progress = self.progress
+        self._ended(
+            trial,
+            end_state(trial.last_result or {}, error=False, max_epochs=progress.max_epochs, metric=progress.metric),
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._ended(trial, "crashed")
+        self._ended(trial, TrialState.CRASHED)
 
-    def _ended(self, trial: Any, state: str) -> None:
+    def _ended(self, trial: Any, state: TrialState) -> None:
         self.mlflow.finish(trial, state)
         self.progress.ended(trial, state)

@@ -17,6 +17,7 @@ from sweeps import confirm
 from sweeps.report import SweepReport, TrialRow
 from sweeps.search import trial_meta
 from sweeps.searcher import StudySearcher, load_study
+from sweeps.trial_info import TrialState
 from sweeps.tuner import make_scheduler
 from tests.sweeps.test_space import make_spec
 
@@ -52,7 +53,7 @@ def test_exactly_repeatable_values_still_get_a_verdict() -> None:
 
 
 def row(number: int, metric: float, epochs: int = 4, state: str = "completed", lr: float = 1e-3) -> TrialRow:
-    return TrialRow(f"t{number}", number, state, epochs, metric, {"optimizer": {"lr": lr}}, 10.0)
+    return TrialRow(f"t{number}", number, TrialState(state), epochs, metric, {"optimizer": {"lr": lr}}, 10.0)
 
 
 def report(tmp_path: Path, rows: list[TrialRow]) -> SweepReport:
@@ -74,13 +75,13 @@ def test_candidates_come_from_the_top_rung_only(tmp_path: Path) -> None:
     picked = confirm.pick_candidates(report(tmp_path, rows), top_k=3)
     assert [c.label for c in picked] == ["baseline", "trial 3", "trial 4"]
     configs = confirm.trial_configs(picked[:2], (1, 2))
-    assert [(trial_meta(c)["candidate"], c["training"]["seed"]) for c in configs] == [
+    assert [(trial_meta(c).candidate, c["training"]["seed"]) for c in configs] == [
         ("baseline", 1),
         ("baseline", 2),
         ("trial 3", 1),
         ("trial 3", 2),
     ]
-    assert configs[2]["optimizer"]["lr"] == 3e-3 and trial_meta(configs[0])["baseline"] is True
+    assert configs[2]["optimizer"]["lr"] == 3e-3 and trial_meta(configs[0]).baseline is True
 
 
 def result(candidate: str, seed: int, value: float, epochs: int = 4, **extra: Any) -> SimpleNamespace:
@@ -128,7 +129,7 @@ def test_baseline_false_marks_no_trial_and_asha_may_stop_any(tmp_path: Path) -> 
     (tmp_path / "sweep").mkdir()
     searcher = StudySearcher(spec, tmp_path / "sweep")
     configs = [searcher.suggest(f"t{i}") for i in range(3)]
-    assert not any(trial_meta(c or {})["baseline"] for c in configs)
+    assert not any(trial_meta(c).baseline for c in configs)
     asha = make_scheduler(spec)
     asha.set_search_properties("val/transfer/l1", "min")
     trials = [SimpleNamespace(trial_id=f"t{i}", config=c) for i, c in enumerate(configs)]

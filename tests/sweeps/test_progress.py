@@ -9,7 +9,7 @@ from sweeps.progress import ProgressLines
 
 
 def _trial(number: int, status: str, epochs: int, value: float, end: float) -> Any:
-    config = {"losses": {"KL": {"end_ramp_val": end}}, "sweep": {"stage": "search", "optuna_trial": number}}
+    config = {"losses": {"KL": {"end_ramp_val": end}}, "sweep": {"stage": "search", "number": number}}
     last = {"training_iteration": epochs, "val/transfer/l1": value} if epochs else {}
     return SimpleNamespace(trial_id=f"id{number}", config=config, status=status, last_result=last, experiment_tag="")
 
@@ -45,7 +45,7 @@ def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_befor
     from sweeps.report import build_report
 
     spec = SimpleNamespace(metric="val/transfer/l1", mode="min", max_epochs=8)
-    base = {"sweep": {"stage": "search", "optuna_trial": 0, "baseline": True}}
+    base = {"sweep": {"stage": "search", "number": 0, "baseline": True}}
     done = SimpleNamespace(
         metrics={"trial_id": "aa", "training_iteration": 8, "val/transfer/l1": 0.17, "time_total_s": 9.0},
         config=base,
@@ -53,7 +53,7 @@ def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_befor
         path="/x/tune/trial_0_aa",
     )
     crashed = SimpleNamespace(
-        metrics={}, config={"sweep": {"optuna_trial": 1}}, error=RuntimeError("boom"), path="/x/tune/trial_1_bb"
+        metrics={}, config={"sweep": {"number": 1}}, error=RuntimeError("boom"), path="/x/tune/trial_1_bb"
     )
     report = build_report(spec, [done, crashed], 10.0)  # type: ignore[arg-type]
     assert [(r.trial_id, r.number, r.state, r.epochs) for r in report.rows] == [

@@ -15,7 +15,16 @@ import optuna
 import pytest
 import yaml
 
-from sweeps.search import baseline_point, define_by_run, make_sampler, sampled_flat, trial_cfg, trial_meta, trial_tree
+from sweeps.search import (
+    TrialMeta,
+    baseline_point,
+    define_by_run,
+    make_sampler,
+    sampled_flat,
+    trial_cfg,
+    trial_meta,
+    trial_tree,
+)
 from sweeps.searcher import StudySearcher, fail_running_trials, load_study
 from sweeps.space import parse_number
 from sweeps.spec import SweepSpec, load_spec
@@ -159,8 +168,8 @@ def test_trial_config_validates_sampled_values(tmp_path: Path) -> None:
 def test_optuna_search_runs_baseline_first_then_conditional_samples(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, base={"losses": {"KL": {"start_ramp_it": 30}}})  # off the step grid
     configs = run_searcher(searcher(spec, tmp_path / "sweep"), 12)
-    assert trial_meta(configs[0]) == {"stage": "search", "baseline": True, "optuna_trial": 0}
-    assert not any(trial_meta(c)["baseline"] for c in configs[1:])
+    assert trial_meta(configs[0]) == TrialMeta(stage="search", baseline=True, number=0)
+    assert not any(trial_meta(c).baseline for c in configs[1:])
     assert trial_tree(spec.base_tree(), sampled_flat(configs[0])) == spec.base_tree()  # Ray passes nested values back
     assert sampled_flat(configs[0])["losses/KL/start_ramp_it"] == 30  # enqueued as is, not snapped to the grid
     for config in configs[1:]:

@@ -12,6 +12,7 @@ from ray import tune
 
 from sweeps.progress import ProgressLines
 from sweeps.trial_events import TrialEvents
+from sweeps.trial_info import TrialState, end_state
 
 
 class RecordingMlflow:
@@ -35,7 +36,7 @@ class RecordingMlflow:
 
 
 def _trial(number: int, last: dict[str, Any]) -> Any:
-    config = {"sweep": {"stage": "search", "optuna_trial": number}}
+    config = {"sweep": {"stage": "search", "number": number}}
     return SimpleNamespace(
         trial_id=f"t{number}", config=config, last_result=last, status="RUNNING", error_file="/x/error.txt"
     )
@@ -86,3 +87,24 @@ def test_a_restored_trial_reopens_its_run_without_a_started_line(tmp_path: Path,
     trial = _trial(1, {})
     events.on_trial_restore(0, [trial], trial)
     assert mlflow.calls == [("restore", "t1")] and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("last", "error", "state"),
+    [
+        ({"training_iteration": 4, "val/transfer/l1": 0.2}, False, TrialState.COMPLETED),
+        ({"training_iteration": 3, "val/transfer/l1": 0.2}, False, TrialState.EARLY_STOPPED),
+        ({"training_iteration": 4, "val/transfer/l1": float("nan")}, False, TrialState.EARLY_STOPPED),
+        ({"training_iteration": 4}, False, TrialState.EARLY_STOPPED),
+        (
+            {"training_iteration": 2, "trial_state": "diverged", "val/transfer/l1": float("inf")},
+            False,
+            TrialState.DIVERGED,
+        ),
+        ({"training_iteration": 4, "val/transfer/l1": 0.2}, True, TrialState.CRASHED),
+    ],
+)
+def test_one_rule_decides_how_a_trial_ended(last: dict[str, Any], error: bool, state: TrialState) -> None:
+    """The callback, the searcher, the report and the confirmation all call end_state."""
+    assert end_state(last, error=error, max_epochs=4, metric="val/transfer/l1") is state
+    assert str(state) == state.value  # MLflow tags, CSV cells and Optuna attributes hold the plain name
