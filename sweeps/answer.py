@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from sweeps import confirm, contact, storage
+from sweeps.files import BEST_CONFIG, BEST_TRIAL, STUDY_FILE
 from sweeps.outbox import Outbox
 from sweeps.report import SweepReport, TrialRow, print_report, write_report
 from sweeps.search import trial_cfg
-from sweeps.searcher import STUDY_FILE
 from sweeps.session import PARENT, SweepSession
 from sweeps.tracking import redact
 from vunet_core import one_line, render_config
@@ -52,7 +52,7 @@ def close_finished(
     if best is not None:
         record = {
             "sweep": spec.name,
-            "tracking_uri": redact(session.uri),
+            "tracking_uri": redact(session.tracking_uri),
             "experiment_id": session.experiment_id,
             "parent_run_id": session.parent_id,
             "trial_id": best.trial_id,
@@ -70,9 +70,9 @@ def close_finished(
                 "values": {str(k): v for k, v in win.values.items()},
                 "summary": confirm.summary(confirmation),
             }
-        best_config = sweep_dir / "best_config.yaml"
+        best_config = sweep_dir / BEST_CONFIG
         best_config.write_text(render_config(trial_cfg(session.base_tree, best.config)))
-        meta = sweep_dir / "best_trial.json"
+        meta = sweep_dir / BEST_TRIAL
         meta.write_text(json.dumps(record, indent=1))
         files += [best_config, meta]
         tags += [["best_trial_id", best.trial_id], ["best_run_id", str(record["run_id"])]]
@@ -85,24 +85,16 @@ def close_finished(
     outbox.put("set_status", PARENT, status="FINISHED")
     print_report(report)
     if confirmation is not None:
-        seeds = len(spec.confirm.seeds) if spec.confirm else 0
-        fraction = confirmation.train_s / max(1e-9, confirmation.wall_s * max(1, spec.max_concurrent_trials))
-        print(
-            f"\nconfirmation: {len(confirmation.candidates) + 1} configs x {seeds} fresh seeds in "
-            f"{confirmation.wall_s:.0f} s wall (compute fraction {fraction:.2f}); {spec.metric} after "
-            f"{spec.max_epochs} epochs, difference to the baseline with a Welch {confirm.LEVEL:.0%} CI"
-        )
-        print(confirm.format_table(confirmation))
-        print(confirm.summary(confirmation))
+        confirm.print_summary(confirmation)
         print(f"sweep {spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
     _publish(session, [*files, *sheets])
     print(_slim(session, best))
     if best is None:
         print("no trial finished with a finite objective; nothing to reuse")
         return
-    print(f"best config: {sweep_dir / 'best_config.yaml'}")
+    print(f"best config: {sweep_dir / BEST_CONFIG}")
     print(
-        f"reuse it:    python sweeps/train_best.py {sweep_dir / 'best_config.yaml'} training/num_epochs {10 * spec.max_epochs}"
+        f"reuse it:    python sweeps/train_best.py {sweep_dir / BEST_CONFIG} training/num_epochs {10 * spec.max_epochs}"
     )
 
 
@@ -113,11 +105,13 @@ def _publish(session: SweepSession, files: list[Path]) -> None:
         return
     study = session.sweep_dir / STUDY_FILE
     try:
-        storage.publish(session.storage, [*files, *([study] if study.is_file() else [])], session.sweep_dir)
+        storage.publish(session.tune_storage, [*files, *([study] if study.is_file() else [])], session.sweep_dir)
     except OSError as exc:
-        print(f"storage: could not copy the report to {session.storage.shown()}/report ({one_line(str(exc))[:200]})")
+        print(
+            f"storage: could not copy the report to {session.tune_storage.shown()}/report ({one_line(str(exc))[:200]})"
+        )
         return
-    print(f"report files copied to {session.storage.child('report').shown()}")
+    print(f"report files copied to {session.tune_storage.child('report').shown()}")
 
 
 def _slim(session: SweepSession, best: TrialRow | None) -> str:
@@ -125,10 +119,10 @@ def _slim(session: SweepSession, best: TrialRow | None) -> str:
     from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, dir_size
 
     keep = {best.trial_id} if best is not None else set()
-    stages = [session.storage.child(name) for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME)]
+    stages = [session.tune_storage.child(name) for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME)]
     slimmed = sum(storage.slim_checkpoints(stage, keep)[0] for stage in stages)
     whole = f"trial {best.number} keeps model + optimizer state (to continue it); " if best is not None else ""
     size = f"sweep directory: {dir_size(session.sweep_dir) / 1e6:.0f} MB"
     if session.separate_storage:
-        size += f", storage: {storage.tree_size(session.storage) / 1e6:.0f} MB"
+        size += f", storage: {storage.tree_size(session.tune_storage) / 1e6:.0f} MB"
     return f"{size}; {whole}{slimmed} other trials keep model weights, sample grids and eval outputs only"

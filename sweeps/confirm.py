@@ -12,9 +12,10 @@ and the verdict follows from the interval alone:
 - **no detectable difference**: the interval contains 0.
 
 The confirmed winner is the better candidate with the best mean; when there is none,
-the answer is the baseline and the report says so. Tune runs these trials in the same
-Ray session as the search (`sweeps.tuner.new_confirm_tuner`); this module only builds
-their configs and reads their results.
+the answer is the baseline and the report says so. The stage lives here whole: it picks the
+candidates, trains them (:func:`run_stage`: Tune trials in the same Ray session as the
+search, resumable), collects and judges their values, and reports them (table, CSV, plot,
+the parent run's metrics, the plain-language answer).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,9 @@ from scipy import stats
 
 from sweeps.report import SweepReport, TrialRow, ranked
 from sweeps.search import TrialMeta, sampled_flat, trial_meta, with_meta
+from sweeps.session import SweepSession
 from sweeps.spec import SweepSpec
+from sweeps.storage import slim_checkpoints
 from sweeps.trial_info import TrialState, end_state
 
 LEVEL = 0.95
@@ -80,6 +85,35 @@ class Confirmation:
         sign = 1.0 if self.spec.mode == "min" else -1.0
         scored = [c for c in self.candidates if c.values]
         return min(scored, key=lambda c: sign * c.mean, default=None)
+
+
+def run_stage(
+    session: SweepSession,
+    report: SweepReport,
+    callbacks: list[Any],
+    fit: Callable[[Any], Any],
+    resume: bool,
+) -> Confirmation:
+    """Retrain the baseline and the best search trials with fresh seeds (`fit` runs a Tuner to
+    its end or to an interrupt) and judge them; continues an interrupted confirmation."""
+    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, can_resume, new_confirm_tuner, restored_tuner
+
+    spec, storage = session.spec, session.tune_storage
+    assert spec.confirm is not None
+    candidates = pick_candidates(report, spec.confirm.top_k)
+    # The confirmation needs no search checkpoint; those that may win stay whole.
+    slim_checkpoints(storage.child(TUNE_DIR_NAME), {c.row.trial_id for c in candidates})
+    print(
+        f"confirmation: {', '.join(c.label for c in candidates)} x seeds "
+        f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
+        flush=True,
+    )
+    start = time.time()
+    if resume and can_resume(storage, CONFIRM_DIR_NAME):
+        tuner = restored_tuner(session, callbacks, CONFIRM_DIR_NAME)
+    else:
+        tuner = new_confirm_tuner(session, callbacks, trial_configs(candidates, spec.confirm.seeds))
+    return collect(spec, candidates, fit(tuner), time.time() - start)
 
 
 def pick_candidates(report: SweepReport, top_k: int) -> list[Candidate]:
@@ -226,6 +260,20 @@ def format_table(conf: Confirmation) -> str:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def print_summary(conf: Confirmation) -> None:
+    """What the terminal shows of the confirmation at the end of the sweep."""
+    spec = conf.spec
+    seeds = len(spec.confirm.seeds) if spec.confirm else 0
+    fraction = conf.train_s / max(1e-9, conf.wall_s * max(1, spec.max_concurrent_trials))
+    print(
+        f"\nconfirmation: {len(conf.candidates) + 1} configs x {seeds} fresh seeds in "
+        f"{conf.wall_s:.0f} s wall (compute fraction {fraction:.2f}); {spec.metric} after "
+        f"{spec.max_epochs} epochs, difference to the baseline with a Welch {LEVEL:.0%} CI"
+    )
+    print(format_table(conf))
+    print(summary(conf))
 
 
 def summary(conf: Confirmation) -> str:

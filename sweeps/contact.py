@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sweeps.files import EPOCH_RECORD, EVAL_DIR
 from sweeps.trial_info import stage
 from vunet_core import load_eval_outputs
 
@@ -48,10 +49,10 @@ def cache_checkpoint(trial: Any, checkpoint_dir: Path, sweep_dir: Path) -> None:
 
 def keep(checkpoint_dir: Path, trial_cache: Path) -> Path | None:
     """Cache the fixed pairs of one checkpoint's eval outputs; returns the file, or None without eval outputs."""
-    if not (checkpoint_dir / "eval" / "index.json").is_file():
+    if not (checkpoint_dir / EVAL_DIR / "index.json").is_file():
         return None
-    epoch = int(json.loads((checkpoint_dir / "meta.json").read_text())["epoch"])
-    out = load_eval_outputs(checkpoint_dir / "eval")
+    epoch = int(json.loads((checkpoint_dir / EPOCH_RECORD).read_text())["epoch"])
+    out = load_eval_outputs(checkpoint_dir / EVAL_DIR)
     idx = np.linspace(0, len(out) - 1, min(ROWS, len(out))).round().astype(np.int64)
     trial_cache.mkdir(parents=True, exist_ok=True)
     target = trial_cache / f"epoch_{epoch:04d}.npz"

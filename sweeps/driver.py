@@ -20,23 +20,27 @@ import shlex
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sweeps import confirm, console
 from sweeps.answer import close_finished
+from sweeps.files import ANSWER_FILES
 from sweeps.interrupt import Interrupts
 from sweeps.mlflow_trials import MlflowTrials
 from sweeps.outbox import Outbox
 from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, build_report
+from sweeps.searcher import fail_running_trials
 from sweeps.session import PARENT, SweepSession
 from sweeps.spec import SweepSpec
-from sweeps.storage import AWS_VARIABLES, Storage, check_storage, slim_checkpoints
-from sweeps.sweep_dir import read_state, write_state
+from sweeps.storage import AWS_VARIABLES, Storage, check_storage
+from sweeps.sweep_dir import Target, read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
 from sweeps.trial_events import TrialEvents
-from vunet_core import config_from_tree, render_config
+from sweeps.trial_info import TrialState
+from vunet_core import config_from_tree, prepare_data, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
 FLUSH_AT_END_S = 30.0
@@ -106,16 +110,16 @@ def _parent_run(session: SweepSession) -> bool:
     sweep.json and reused on --resume; returns whether it was created now."""
     spec, sweep_dir = session.spec, session.sweep_dir
     state = read_state(sweep_dir)
-    if "parent_run_id" in state:
-        session.experiment_id, session.parent_id = str(state["experiment_id"]), str(state["parent_run_id"])
+    if state.parent_run_id:
+        session.experiment_id, session.parent_id = state.experiment_id, state.parent_run_id
         return False
-    client = open_store(session.uri)
+    client = open_store(session.tracking_uri)
     experiment_id = ensure_experiment(client, spec.name)
     tags = {
         "sweep": spec.name,
         "role": "sweep",
         "sweep_dir": str(sweep_dir),
-        "storage": session.storage.shown(),
+        "storage": session.tune_storage.shown(),
         "metric": spec.metric,
         "mode": spec.mode,
         "mlflow.source.git.commit": code_version(Path(__file__).parent),
@@ -124,7 +128,7 @@ def _parent_run(session: SweepSession) -> bool:
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         run_id = str(client.create_run(experiment_id, tags=tags, run_name=f"sweep {spec.name}").info.run_id)
-        write_state(sweep_dir, {**state, "experiment_id": experiment_id, "parent_run_id": run_id})
+        write_state(sweep_dir, state.but(experiment_id=experiment_id, parent_run_id=run_id))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     session.experiment_id, session.parent_id = experiment_id, run_id
@@ -148,131 +152,127 @@ def _log_parent_inputs(outbox: Outbox, spec: SweepSpec, base_tree: dict[str, Any
     outbox.put("log_text", PARENT, text=render_config(config_from_tree(base_tree)), artifact_file="base_config.yaml")
 
 
-def run_sweep(
-    spec: SweepSpec,
-    base_tree: dict[str, Any],
-    uri: str,
-    sweep_dir: Path,
-    storage: Storage,
-    *,
-    resume: bool,
-    address: str | None,
-    num_cpus: int | None,
-    verbose: bool = False,
-) -> int:
-    """Run the sweep to its end (or to SIGINT/SIGTERM) and report; returns the exit code."""
-    from sweeps.searcher import fail_running_trials
-    from vunet_core import prepare_data
+@dataclass(frozen=True)
+class RunOptions:
+    """How this command runs the sweep: continue it or start it, on which Ray, how loud."""
 
-    log_file = console.configure(sweep_dir, verbose)
-    session = SweepSession(spec, base_tree, uri, sweep_dir, storage)
-    outbox: Outbox | None = None
-    mlflow: MlflowTrials | None = None
+    resume: bool = False
+    address: str | None = None  # a Ray cluster to join (None: a local instance)
+    num_cpus: int | None = None  # CPUs of the local instance (None: all)
+    verbose: bool = False  # Ray Tune's tables and the libraries' logs on the terminal
+
+
+def run_sweep(spec: SweepSpec, base_tree: dict[str, Any], target: Target, options: RunOptions) -> int:
+    """Run the sweep to its end (or to SIGINT/SIGTERM) and report; returns the exit code."""
+    assert target.sweep_dir is not None and target.storage is not None
+    sweep_dir = target.sweep_dir
+    log_file = console.configure(sweep_dir, options.verbose)
+    session = SweepSession(spec, base_tree, target.state.tracking_uri, sweep_dir, target.storage)
+    tracked: _Tracking | None = None
     with Interrupts() as interrupts:
         try:
             prepare_data(config_from_tree(base_tree), progress=True)  # generate the default dataset once, here
-            created = _parent_run(session)
-            outbox = Outbox(sweep_dir, uri, session.experiment_id)
-            outbox.set_run(PARENT, session.parent_id)
-            # MlflowTrials reads what is logged and queued before the sender starts moving calls.
-            mlflow = MlflowTrials(outbox, session.parent_id, base_tree, spec.metric)
-            outbox.start()
-            if created:
-                _log_parent_inputs(outbox, spec, base_tree)
-            else:
-                outbox.put("set_status", PARENT, status="RUNNING")
-            events = TrialEvents(mlflow, ProgressLines(spec.metric, spec.max_epochs, spec.mode), sweep_dir)
-            print(
-                f"sweep {spec.name}: {sweep_dir}\nMLflow: {redact(uri)} "
-                f"(experiment {spec.name}, parent run {session.parent_id})"
-            )
-            if session.separate_storage:
-                print(f"Tune state and checkpoints: {storage.shown()}")
-            if log_file is not None:
-                print(f"Ray, Optuna and MLflow logs: {log_file} (--verbose shows them here)")
-            if resume:  # trials a killed driver left RUNNING in the study cannot be continued
+            tracked = _open_tracking(session)
+            _print_start(session, log_file)
+            if options.resume:  # trials a killed driver left RUNNING in the study cannot be continued
                 fail_running_trials(spec, sweep_dir)
-            report, confirmation = _fit(session, [events], address, num_cpus, interrupts, resume)
+            report, confirmation = _fit(session, [tracked.events], options, interrupts)
             # Tune returns on its own only when a stage is done (all trials, or the search's time
             # budget, which Tune carries over a resume); with a signal it returns early.
             if interrupts.signal is None:
-                close_finished(session, outbox, report, confirmation)
-                return _flush(session, outbox, 0)
+                close_finished(session, tracked.outbox, report, confirmation)
+                return _flush(session, tracked.outbox, 0)
         except KeyboardInterrupt:
             interrupts.signal = interrupts.signal or signal.SIGINT
         except BaseException:
-            # Never leave runs open: the parent and any trial still running end as FAILED.
-            if outbox is not None:
-                _end_runs(outbox, mlflow, "FAILED", "failed")
-                outbox.flush(FLUSH_AT_END_S)
+            if tracked is not None:  # never leave runs open: the parent and trials still running end FAILED
+                tracked.end_runs("FAILED", "failed")
+                tracked.outbox.flush(FLUSH_AT_END_S)
             raise
-        try:
-            for name in ("best_config.yaml", "best_trial.json"):  # an interrupted sweep has no answer yet
-                (sweep_dir / name).unlink(missing_ok=True)
-            if outbox is not None:
-                _end_runs(outbox, mlflow, "KILLED", "interrupted")
-            fail_running_trials(spec, sweep_dir)
-            print(f"sweep {spec.name} interrupted; continue it with:\n  {resume_command(spec, sweep_dir)}", flush=True)
-            return _flush(session, outbox, interrupts.exit_code) if outbox is not None else interrupts.exit_code
-        except KeyboardInterrupt:  # a second signal while cleaning up: what is queued stays on disk
-            print(f"\nstopped; continue with:\n  {resume_command(spec, sweep_dir)}", flush=True)
-            return interrupts.exit_code
+        return _interrupted(session, tracked, interrupts)
 
 
-def _end_runs(outbox: Outbox, mlflow: MlflowTrials | None, status: str, state: str) -> None:
-    """End the parent and every trial run still open (they are reopened by --resume)."""
-    if mlflow is not None:
-        mlflow.end_active(status, state)
-    outbox.put("log_batch", PARENT, tags=[["sweep_state", state]])
-    outbox.put("set_status", PARENT, status=status)
+@dataclass
+class _Tracking:
+    """The sweep's MLflow side while it runs: the outbox, the trial runs, the one Tune callback."""
+
+    outbox: Outbox
+    mlflow: MlflowTrials
+    events: TrialEvents
+
+    def end_runs(self, status: str, state: str) -> None:
+        """End the parent and every trial run still open (they are reopened by --resume)."""
+        self.mlflow.end_active(status, state)
+        self.outbox.put("log_batch", PARENT, tags=[["sweep_state", state]])
+        self.outbox.put("set_status", PARENT, status=status)
+
+
+def _open_tracking(session: SweepSession) -> _Tracking:
+    """The parent run (created once, reopened on --resume), the outbox sending to it, the callback."""
+    spec = session.spec
+    created = _parent_run(session)
+    outbox = Outbox(session.sweep_dir, session.tracking_uri, session.experiment_id)
+    outbox.set_run(PARENT, session.parent_id)
+    # MlflowTrials reads what is logged and queued before the sender starts moving calls.
+    mlflow = MlflowTrials(outbox, session.parent_id, session.base_tree, spec.metric)
+    outbox.start()
+    if created:
+        _log_parent_inputs(outbox, spec, session.base_tree)
+    else:
+        outbox.put("set_status", PARENT, status="RUNNING")
+    progress = ProgressLines(spec.metric, spec.max_epochs, spec.mode)
+    return _Tracking(outbox, mlflow, TrialEvents(mlflow, progress, session.sweep_dir))
+
+
+def _print_start(session: SweepSession, log_file: Path | None) -> None:
+    print(
+        f"sweep {session.spec.name}: {session.sweep_dir}\nMLflow: {redact(session.tracking_uri)} "
+        f"(experiment {session.spec.name}, parent run {session.parent_id})"
+    )
+    if session.separate_storage:
+        print(f"Tune state and checkpoints: {session.tune_storage.shown()}")
+    if log_file is not None:
+        print(f"Ray, Optuna and MLflow logs: {log_file} (--verbose shows them here)")
+
+
+def _interrupted(session: SweepSession, tracked: _Tracking | None, interrupts: Interrupts) -> int:
+    """Leave an interrupted sweep resumable: no answer files, open runs KILLED, no RUNNING study
+    trial, the --resume command printed; a second signal quits with what is queued on disk."""
+    spec, sweep_dir = session.spec, session.sweep_dir
+    try:
+        for name in ANSWER_FILES:  # an interrupted sweep has no answer yet
+            (sweep_dir / name).unlink(missing_ok=True)
+        if tracked is not None:
+            tracked.end_runs("KILLED", TrialState.INTERRUPTED)
+        fail_running_trials(spec, sweep_dir)
+        print(f"sweep {spec.name} interrupted; continue it with:\n  {resume_command(spec, sweep_dir)}", flush=True)
+        return _flush(session, tracked.outbox, interrupts.exit_code) if tracked is not None else interrupts.exit_code
+    except KeyboardInterrupt:  # a second signal while cleaning up: what is queued stays on disk
+        print(f"\nstopped; continue with:\n  {resume_command(spec, sweep_dir)}", flush=True)
+        return interrupts.exit_code
 
 
 def _fit(
-    session: SweepSession,
-    callbacks: list[Any],
-    address: str | None,
-    num_cpus: int | None,
-    interrupts: Interrupts,
-    resume: bool,
+    session: SweepSession, callbacks: list[Any], options: RunOptions, interrupts: Interrupts
 ) -> tuple[SweepReport, confirm.Confirmation | None]:
     """Search, then (if on, and not interrupted) confirmation, in one Ray session."""
     import ray
 
-    from sweeps.tuner import (
-        CONFIRM_DIR_NAME,
-        TUNE_DIR_NAME,
-        can_resume,
-        new_confirm_tuner,
-        new_tuner,
-        restored_tuner,
-    )
+    from sweeps.tuner import can_resume, new_tuner, restored_tuner
 
-    spec, storage = session.spec, session.storage
+    spec, storage = session.spec, session.tune_storage
     start = time.time()
     try:
-        _start_ray(address, num_cpus, storage)
+        _start_ray(options.address, options.num_cpus, storage)
         interrupts.install()
-        make = restored_tuner if resume and can_resume(storage) else new_tuner
+        make = restored_tuner if options.resume and can_resume(storage) else new_tuner
         results = _run_stage(make(session, callbacks), interrupts)
         report = build_report(spec, results, time.time() - start)
         if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
             return report, None
-        candidates = confirm.pick_candidates(report, spec.confirm.top_k)
-        # The confirmation needs no search checkpoint; those that may win stay whole.
-        keep = {report.baseline.trial_id, *(c.row.trial_id for c in candidates)}
-        slim_checkpoints(storage.child(TUNE_DIR_NAME), keep)
-        print(
-            f"confirmation: {', '.join(c.label for c in candidates)} x seeds "
-            f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
-            flush=True,
+        return report, confirm.run_stage(
+            session, report, callbacks, lambda t: _run_stage(t, interrupts), options.resume
         )
-        start = time.time()
-        if resume and can_resume(storage, CONFIRM_DIR_NAME):
-            tuner = restored_tuner(session, callbacks, CONFIRM_DIR_NAME)
-        else:
-            tuner = new_confirm_tuner(session, callbacks, confirm.trial_configs(candidates, spec.confirm.seeds))
-        results = _run_stage(tuner, interrupts)
-        return report, confirm.collect(spec, candidates, results, time.time() - start)
     finally:
         interrupts.tune_running = False
         ray.shutdown()
@@ -316,14 +316,14 @@ def _flush(session: SweepSession, outbox: Outbox, code: int) -> int:
 def sync(spec: SweepSpec, sweep_dir: Path, timeout_s: float = 120.0) -> int:
     """`--sync`: send the calls an earlier run could not; 0 when none are left."""
     state = read_state(sweep_dir)
-    if "experiment_id" not in state:
+    if not state.experiment_id:
         print(f"MLflow: nothing to send; sweep {spec.name} stopped before it was tracked")
         return 0
-    outbox = Outbox(sweep_dir, str(state["tracking_uri"]), str(state["experiment_id"]))
+    outbox = Outbox(sweep_dir, state.tracking_uri, state.experiment_id)
     total = len(outbox.pending())
     outbox.start()
     left = outbox.flush(timeout_s)
-    print(f"MLflow: sent {total - left} of {total} queued calls to {redact(str(state['tracking_uri']))}")
+    print(f"MLflow: sent {total - left} of {total} queued calls to {redact(state.tracking_uri)}")
     if left:
         print(f"{left} calls left; the tracking server did not answer. Try again when it is up.")
     return 0 if left == 0 else 1

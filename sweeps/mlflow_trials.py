@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sweeps.files import EPOCH_RECORD, EVAL_DIR, SAMPLE_GRID, eval_artifact, samples_artifact
 from sweeps.outbox import Outbox
 from sweeps.search import sampled_flat, trial_flat_config, trial_meta
 from sweeps.storage import checkpoint_files
@@ -151,7 +152,7 @@ class MlflowTrials:
         done.add(step)
 
     def _log_files(self, trial: Any, path: Path) -> None:
-        meta = path / "meta.json"
+        meta = path / EPOCH_RECORD
         if not meta.is_file():
             return
         epoch = int(json.loads(meta.read_text())["epoch"])
@@ -159,10 +160,10 @@ class MlflowTrials:
         if epoch in done:
             return
         self._ensure_run(trial)
-        key, grid = trial.trial_id, path / "samples.png"
+        key, grid = trial.trial_id, path / SAMPLE_GRID
         self.outbox.put("log_image", key, files={"image": grid}, image_key="samples", step=epoch)
-        self.outbox.put("log_artifact", key, files={"file": grid}, artifact_path=f"samples/epoch_{epoch:04d}")
-        self.outbox.put("log_artifacts", key, files={"dir": path / "eval"}, artifact_path=f"eval/epoch_{epoch:04d}")
+        self.outbox.put("log_artifact", key, files={"file": grid}, artifact_path=samples_artifact(epoch))
+        self.outbox.put("log_artifacts", key, files={"dir": path / EVAL_DIR}, artifact_path=eval_artifact(epoch))
         done.add(epoch)
 
     def _ensure_run(self, trial: Any) -> None:

@@ -203,53 +203,58 @@ class Outbox:
         return self.runs[key]
 
     def _perform(self, op: str, key: str, args: dict[str, Any], files: dict[str, str]) -> None:
-        c = self.client
         if op == "create_run":
             if key not in self.runs:
-                match = f"tags.`{args['match_tag']}` = '{key}'"
-                parent = args["tags"].get(PARENT_TAG)
-                if parent:
-                    match += f" and tags.`{PARENT_TAG}` = '{parent}'"
-                existing = c.search_runs([self.experiment_id], filter_string=match, max_results=1)
-                run_id = (
-                    existing[0].info.run_id
-                    if existing
-                    else c.create_run(self.experiment_id, tags=args["tags"], run_name=args["run_name"]).info.run_id
-                )
-                self.set_run(key, str(run_id))
+                self.set_run(key, self._create_run(key, args))
             return
-        run_id = self._run_id(key)
-        if op == "log_batch":
-            c.log_batch(
-                run_id,
-                metrics=[Metric(k, v, ts, step) for k, v, ts, step in args.get("metrics", [])],
-                params=[Param(k, v) for k, v in args.get("params", [])],
-                tags=[RunTag(k, v) for k, v in args.get("tags", [])],
-            )
-        elif op in ("log_image", "log_artifact", "log_artifacts") and not files:
+        if op in ("log_image", "log_artifact", "log_artifacts") and not files:
             return  # the file was gone when the call was queued
-        elif op == "log_image":
-            from PIL import Image
-
-            # A call the server handled just before it went down is sent again: skip a step already there.
-            prefix = f"images/{args['image_key']}+step+{args['step']}+"
-            if any(a.path.startswith(prefix) for a in c.list_artifacts(run_id, "images")):
-                return
-            with Image.open(files["image"]) as img:
-                c.log_image(run_id, img.convert("RGB"), key=args["image_key"], step=args["step"])
-        elif op == "log_artifact":
-            c.log_artifact(run_id, files["file"], artifact_path=args.get("artifact_path"))
-        elif op == "log_artifacts":
-            c.log_artifacts(run_id, files["dir"], artifact_path=args.get("artifact_path"))
-        elif op == "log_text":
-            c.log_text(run_id, args["text"], args["artifact_file"])
-        elif op == "set_status":
-            if args["status"] == "RUNNING":
-                c.update_run(run_id, status="RUNNING")
-            else:
-                c.set_terminated(run_id, status=args["status"])
-        else:
+        calls = {
+            "log_batch": self._log_batch,
+            "log_image": self._log_image,
+            "log_artifact": lambda run_id, a, f: self.client.log_artifact(run_id, f["file"], a.get("artifact_path")),
+            "log_artifacts": lambda run_id, a, f: self.client.log_artifacts(run_id, f["dir"], a.get("artifact_path")),
+            "log_text": lambda run_id, a, f: self.client.log_text(run_id, a["text"], a["artifact_file"]),
+            "set_status": self._set_status,
+        }
+        if op not in calls:
             raise ValueError(f"unknown outbox call {op}")
+        calls[op](self._run_id(key), args, files)
+
+    def _create_run(self, key: str, args: dict[str, Any]) -> str:
+        """The run tagged with this key (created by a call the server handled before it went
+        down), else a new one."""
+        match = f"tags.`{args['match_tag']}` = '{key}'"
+        if parent := args["tags"].get(PARENT_TAG):
+            match += f" and tags.`{PARENT_TAG}` = '{parent}'"
+        existing = self.client.search_runs([self.experiment_id], filter_string=match, max_results=1)
+        if existing:
+            return str(existing[0].info.run_id)
+        return str(self.client.create_run(self.experiment_id, tags=args["tags"], run_name=args["run_name"]).info.run_id)
+
+    def _log_batch(self, run_id: str, args: dict[str, Any], files: dict[str, str]) -> None:
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, ts, step) for k, v, ts, step in args.get("metrics", [])],
+            params=[Param(k, v) for k, v in args.get("params", [])],
+            tags=[RunTag(k, v) for k, v in args.get("tags", [])],
+        )
+
+    def _log_image(self, run_id: str, args: dict[str, Any], files: dict[str, str]) -> None:
+        from PIL import Image
+
+        # A call the server handled just before it went down is sent again: skip a step already there.
+        prefix = f"images/{args['image_key']}+step+{args['step']}+"
+        if any(a.path.startswith(prefix) for a in self.client.list_artifacts(run_id, "images")):
+            return
+        with Image.open(files["image"]) as img:
+            self.client.log_image(run_id, img.convert("RGB"), key=args["image_key"], step=args["step"])
+
+    def _set_status(self, run_id: str, args: dict[str, Any], files: dict[str, str]) -> None:
+        if args["status"] == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status=args["status"])
 
 
 def _is_network_error(exc: Exception) -> bool:

@@ -17,13 +17,16 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # `python sweeps/run.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sweeps.spec import TOP_KEYS, SpecError, load_spec  # noqa: E402
-from sweeps.storage import Storage, claim, open_storage, sweep_storage  # noqa: E402
+from sweeps.spec import TOP_KEYS, SpecError, SweepSpec, load_spec  # noqa: E402
+from sweeps.storage import claim, open_storage  # noqa: E402
 from sweeps.sweep_dir import (  # noqa: E402
+    SweepState,
+    Target,
     check_same_overrides,
     check_same_storage,
     create_sweep_dir,
@@ -75,73 +78,77 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, rest: list[str]) -> int:
-    out_dir = Path(args.out_dir).expanduser().resolve()
     try:
         overrides = parse_overrides(rest, bare_keys=TOP_KEYS)
         spec = load_spec(args.spec, overrides)
-        if args.sync or args.resume:
-            flag = "--sync" if args.sync else "--resume"
-            sweep_dir = Path(args.sweep_dir).resolve() if args.sweep_dir else find_resumable(out_dir, spec.name, flag)
-            state = read_state(sweep_dir)
-            uri = resume_tracking_uri(state, os.environ.get("MLFLOW_TRACKING_URI", "").strip())
-            check_same_overrides(state, overrides)
-            given = args.storage or spec.storage
-            check_same_storage(state, open_storage(given).uri if given else None)
-            cwd = Path(state.get("cwd") or Path.cwd())
-            storage: Storage | None = sweep_storage(state, sweep_dir)
-        else:
-            uri, cwd = tracking_uri(), Path.cwd()
-            where = args.storage or spec.storage
-            storage = open_storage(where) if where else None
+        target = open_sweep(args, spec, overrides)
         from sweeps.driver import preflight, sync
         from sweeps.gpu import resolve_gpu
 
-        if (args.sync or args.resume) and not args.dry_run:
-            hold_sweep_lock(sweep_dir)
         if args.sync:
-            return sync(spec, sweep_dir)
-        base_tree = preflight(spec, cwd, uri, storage)
+            assert target.sweep_dir is not None  # open_sweep found it
+            return sync(spec, target.sweep_dir)
+        base_tree = preflight(spec, Path(target.state.cwd), target.state.tracking_uri, target.storage)
         spec, packing = resolve_gpu(spec, base_tree)  # resources/gpu auto: measured before Ray starts
         if packing is not None:
             print(packing.line, flush=True)
-        if not (args.resume or args.dry_run):
-            sweep_dir = create_sweep_dir(out_dir, spec.name)
-            hold_sweep_lock(sweep_dir)
-            state = {
-                "tracking_uri": uri,
-                "cwd": str(cwd),
-                "spec": str(Path(args.spec).resolve()),
-                "overrides": overrides,
-            }
-            if storage is not None:  # this sweep's own folder there, recorded for --resume
-                try:
-                    mine = claim(storage, sweep_dir.name, sweep_dir)
-                except SpecError:
-                    shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing started: leave no sweep behind
-                    raise
-                state.update(storage=storage.uri, storage_name=mine.path.rsplit("/", 1)[-1])
-            write_state(sweep_dir, state)
-            storage = sweep_storage(state, sweep_dir)
+        if args.dry_run:
+            from sweeps.dry_run import dry_run
+
+            return dry_run(spec, base_tree)
+        if not args.resume:
+            target = claim_new(target, Path(args.out_dir).expanduser().resolve(), spec.name)
     except (SpecError, ConfigError, PathsError, TrackingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        from sweeps.dry_run import dry_run
+    from sweeps.driver import RunOptions, run_sweep
 
-        return dry_run(spec, base_tree)
-    from sweeps.driver import run_sweep
+    options = RunOptions(resume=args.resume, address=args.address, num_cpus=args.num_cpus, verbose=args.verbose)
+    return run_sweep(spec, base_tree, target, options)
 
-    return run_sweep(
-        spec,
-        base_tree,
-        uri,
-        sweep_dir,
-        storage or sweep_storage({}, sweep_dir),
-        resume=args.resume,
-        address=args.address,
-        num_cpus=args.num_cpus,
-        verbose=args.verbose,
-    )
+
+def open_sweep(args: argparse.Namespace, spec: SweepSpec, overrides: dict[str, Any]) -> Target:
+    """Where this command's sweep runs, the same way on every path. `--resume`/`--sync`: the
+    sweep directory found and locked, its recorded state checked against the command. A new
+    sweep (and a dry run): the state it will record; its directory is claimed only after the
+    checks (:func:`claim_new`), so a refused sweep leaves nothing behind."""
+    given = args.storage or spec.storage
+    if not (args.sync or args.resume):
+        state = SweepState(
+            tracking_uri=tracking_uri(),
+            cwd=str(Path.cwd()),
+            spec=str(Path(args.spec).resolve()),
+            overrides=overrides,
+            storage=open_storage(given).uri if given else "",
+        )
+        return Target(None, state)
+    flag = "--sync" if args.sync else "--resume"
+    out_dir = Path(args.out_dir).expanduser().resolve()
+    sweep_dir = Path(args.sweep_dir).resolve() if args.sweep_dir else find_resumable(out_dir, spec.name, flag)
+    state = read_state(sweep_dir)
+    state = state.but(tracking_uri=resume_tracking_uri(state, os.environ.get("MLFLOW_TRACKING_URI", "").strip()))
+    check_same_overrides(state, overrides)
+    check_same_storage(state, open_storage(given).uri if given else None)
+    state = state.but(cwd=state.cwd or str(Path.cwd()))
+    if not args.dry_run:
+        hold_sweep_lock(sweep_dir)
+    return Target(sweep_dir, state)
+
+
+def claim_new(target: Target, out_dir: Path, name: str) -> Target:
+    """Create the new sweep's directory (and its folder in `--storage`), lock it, record its state."""
+    sweep_dir = create_sweep_dir(out_dir, name)
+    hold_sweep_lock(sweep_dir)
+    state = target.state
+    if state.storage:  # this sweep's own folder there, recorded for --resume
+        try:
+            mine = claim(open_storage(state.storage), sweep_dir.name, sweep_dir)
+        except SpecError:
+            shutil.rmtree(sweep_dir, ignore_errors=True)  # nothing started: leave no sweep behind
+            raise
+        state = state.but(storage_name=mine.path.rsplit("/", 1)[-1])
+    write_state(sweep_dir, state)
+    return Target(sweep_dir, state)
 
 
 if __name__ == "__main__":

@@ -30,20 +30,16 @@ from typing import Any, Literal
 import optuna
 from ray.tune.search import Searcher
 
+from sweeps.files import STUDY_FILE, study_url
 from sweeps.search import TrialMeta, baseline_point, define_by_run, make_sampler, with_meta
 from sweeps.spec import SweepSpec
 from sweeps.trial_info import TrialState, end_state
 
-STUDY_FILE = "optuna.db"
 StudyState = optuna.trial.TrialState
 
 
-def study_storage(sweep_dir: Path) -> optuna.storages.RDBStorage:
-    return optuna.storages.RDBStorage(f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}")
-
-
 def load_study(spec: SweepSpec, sweep_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name=spec.name, storage=study_storage(sweep_dir))
+    return optuna.load_study(study_name=spec.name, storage=optuna.storages.RDBStorage(study_url(sweep_dir)))
 
 
 def fail_running_trials(spec: SweepSpec, sweep_dir: Path) -> int:
@@ -69,7 +65,7 @@ class StudySearcher(Searcher):
     def __init__(self, spec: SweepSpec, sweep_dir: Path) -> None:
         super().__init__(metric=spec.metric, mode=spec.mode)
         self.study_name = spec.name
-        self.storage_url = f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
+        self.study_url = study_url(sweep_dir)
         self.direction: Literal["minimize", "maximize"] = "minimize" if spec.mode == "min" else "maximize"
         self.sampler = make_sampler(spec)
         self.space = define_by_run(spec)
@@ -105,10 +101,9 @@ class StudySearcher(Searcher):
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            storage = optuna.storages.RDBStorage(self.storage_url)
             self._study = optuna.create_study(
                 study_name=self.study_name,
-                storage=storage,
+                storage=optuna.storages.RDBStorage(self.study_url),
                 sampler=self.sampler,
                 direction=self.direction,
                 load_if_exists=True,

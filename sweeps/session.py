@@ -20,13 +20,13 @@ class SweepSession:
 
     spec: SweepSpec
     base_tree: dict[str, Any]
-    uri: str
+    tracking_uri: str
     sweep_dir: Path
-    storage: Storage
+    tune_storage: Storage
     experiment_id: str = ""
     parent_id: str = ""
 
     @property
     def separate_storage(self) -> bool:
         """Whether Tune's state and checkpoints live outside the sweep directory (`--storage`)."""
-        return self.storage.remote or self.storage.path != str(self.sweep_dir.resolve())
+        return self.tune_storage.remote or self.tune_storage.path != str(self.sweep_dir.resolve())

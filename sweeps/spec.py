@@ -157,7 +157,8 @@ def _parse(
         rep.add(f"override {path}", "is searched in parameters and cannot be overridden; change its range there")
     epochs = count(raw, "max_epochs", None, 1, rep)
     seed = count(raw, "seed", 0, 0, rep, high=2**32 - 1) or 0
-    base = _full_config(src, raw, fixed, overrides, params, epochs, rep)  # the one Config of the base
+    consts = {p: d.value for p, d in params.items() if d.kind == "constant"}
+    base = _full_config(src, raw, _Layers(fixed, overrides, consts), epochs, rep)  # the one Config of the base
     full = config_to_tree(base) if base is not None else None
     if base is not None:
         epochs = base.training.num_epochs
@@ -181,36 +182,43 @@ def _parse(
     )  # fmt: skip
 
 
-def _full_config(
-    src: Path, raw: dict[str, Any], fixed: dict[str, Any], overrides: dict[str, Any],
-    params: dict[str, Distribution], epochs: int | None, rep: Problems,
-) -> Config | None:  # fmt: skip
+@dataclass(frozen=True)
+class _Layers:
+    """What a sweep file and its command line set on top of its base files, in the order applied."""
+
+    fixed: dict[str, Any]
+    overrides: dict[str, Any]
+    consts: dict[str, Any]  # constants act like `fixed` (config grammar) but are recorded as trial parameters
+
+
+def _full_config(src: Path, raw: dict[str, Any], layers: _Layers, epochs: int | None, rep: Problems) -> Config | None:
     """Resolved trial base: base files <- fixed <- overrides <- constants <- epochs/progress.
     Built once; only when that fails are the layers rebuilt one by one to name the one at fault."""
     tree = _base_files_tree(src, raw, rep)
     if tree is None:
         return None
-    # Constants act like `fixed` (config grammar) but are recorded as trial parameters.
-    consts = {p: d.value for p, d in params.items() if d.kind == "constant"}
     sweep_set: dict[str, Any] = {"training/progress": False}
     if epochs is not None:  # else as long as the base recipe
         sweep_set["training/num_epochs"] = epochs
     try:
         layered = tree
-        for layer in (fixed, overrides, consts, sweep_set):  # each a layer: a weight alone clears a ramp below
+        for layer in (layers.fixed, layers.overrides, layers.consts, sweep_set):  # a weight alone clears a ramp below
             layered = apply_overrides(layered, layer)
         return config_from_tree(layered)
     except (ConfigError, PathsError) as exc:
-        _name_the_layer(tree, fixed, overrides, consts, str(exc), rep)
+        _name_the_layer(tree, layers, str(exc), rep)
         return None
 
 
-def _name_the_layer(
-    tree: dict[str, Any], fixed: dict[str, Any], overrides: dict[str, Any], consts: dict[str, Any], problem: str,
-    rep: Problems,
-) -> None:  # fmt: skip
+def _name_the_layer(tree: dict[str, Any], layers: _Layers, problem: str, rep: Problems) -> None:
     """Report a config problem at the entry (and line) that causes it, when one does alone."""
-    for stage, prefix, layer in (("base", "", {}), ("fixed", "fixed/", fixed), ("override", "override ", overrides)):
+    consts = layers.consts
+    steps: tuple[tuple[str, str, dict[str, Any]], ...] = (
+        ("base", "", {}),
+        ("fixed", "fixed/", layers.fixed),
+        ("override", "override ", layers.overrides),
+    )
+    for stage, prefix, layer in steps:
         tree = apply_overrides(tree, layer)
         if (found := _config_problem(tree)) is not None:
             path, _, rest = found.partition(": ")

@@ -31,13 +31,13 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from sweeps.files import DRIVER_FILES, MODEL_STATE
 from sweeps.sweep_yaml import SpecError
 from sweeps.tracking import redact
-from vunet_core import CHECKPOINT_NAME, ConfigError, drop_optimizer_state, one_line
+from vunet_core import ConfigError, drop_optimizer_state, one_line
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILES = ("meta.json", "samples.png", "eval")  # what the driver reads of a checkpoint
 CLAIM_FILE = "driver.txt"  # marks a storage folder as taken by a sweep
 SLIM_MARK = ".weights_only"  # a checkpoint whose optimizer state was dropped
 S3_QUERY_KEYS = ("endpoint_override", "scheme", "region", "anonymous", "force_virtual_addressing")
@@ -167,11 +167,11 @@ def claim(base: Storage, name: str, sweep_dir: Path) -> Storage:
     return candidate
 
 
-def sweep_storage(state: dict[str, Any], sweep_dir: Path) -> Storage:
+def sweep_storage(storage: str, storage_name: str, sweep_dir: Path) -> Storage:
     """The storage a sweep's state file records (the sweep directory itself when none)."""
-    if not state.get("storage"):
+    if not storage:
         return local(sweep_dir)
-    return open_storage(str(state["storage"])).child(str(state["storage_name"]))
+    return open_storage(storage).child(storage_name)
 
 
 @contextlib.contextmanager
@@ -183,7 +183,7 @@ def checkpoint_files(checkpoint: Any) -> Iterator[Path]:
         yield Path(path)
         return
     with tempfile.TemporaryDirectory(prefix="vunet-checkpoint-") as tmp:
-        for name in CHECKPOINT_FILES:
+        for name in DRIVER_FILES:
             source, kind = f"{path}/{name}", fs.get_file_info(f"{path}/{name}").type
             if kind == pafs.FileType.Directory:
                 (Path(tmp) / name).mkdir()  # copy_files makes no folders on the local side
@@ -241,16 +241,16 @@ def _slim_trial(trial_dir: Storage, keep_full: set[str] | frozenset[str]) -> tup
     if not checkpoints or _trial_id(trial_dir) in keep_full:
         return 0, freed
     newest = trial_dir.child(checkpoints[-1])
-    if not newest.exists(CHECKPOINT_NAME) or newest.exists(SLIM_MARK):
+    if not newest.exists(MODEL_STATE) or newest.exists(SLIM_MARK):
         return 0, freed
     return 1, freed + _drop_optimizer(newest)
 
 
 def _drop_optimizer(checkpoint: Storage) -> int:
-    state = f"{checkpoint.path}/{CHECKPOINT_NAME}"
+    state = f"{checkpoint.path}/{MODEL_STATE}"
     if checkpoint.remote:
         with tempfile.TemporaryDirectory(prefix="vunet-slim-") as tmp:
-            local_file = Path(tmp) / CHECKPOINT_NAME
+            local_file = Path(tmp) / MODEL_STATE
             pafs.copy_files(state, str(local_file), source_filesystem=checkpoint.fs)
             freed = drop_optimizer_state(local_file)
             if freed:

@@ -1,26 +1,28 @@
 """The sweep directory `<out>/<name>[-N]`: atomic creation, finding the one to resume, its state file.
 
 A new sweep claims `<name>`, else `<name>-2`, `-3`, ... with `mkdir` (atomic: two sweeps
-started at the same moment get different directories). `sweep.json` records what a
-`--resume` must reuse whatever directory it is started from: the MLflow tracking URI,
-the experiment and parent run, the working directory relative paths were resolved
-against, and the storage of Tune's state (`--storage`) with this sweep's folder there.
+started at the same moment get different directories). `sweep.json` (:class:`SweepState`,
+read and written only here) records what a `--resume` must reuse whatever directory it is
+started from: the MLflow tracking URI, the experiment and parent run, the working directory
+relative paths were resolved against, and the storage of Tune's state (`--storage`) with
+this sweep's folder there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
+from sweeps.files import LOCK_FILE, STATE_FILE
 from sweeps.spec import SpecError
-
-STATE_FILE = "sweep.json"
-LOCK_FILE = ".sweep.lock"
+from sweeps.storage import Storage, open_storage, sweep_storage
 
 
 def create_sweep_dir(out_dir: Path, name: str) -> Path:
@@ -59,7 +61,41 @@ def find_resumable(out_dir: Path, name: str, flag: str = "--resume") -> Path:
     return taken[-1]
 
 
-def read_state(sweep_dir: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SweepState:
+    """What `sweep.json` holds: everything a `--resume` or `--sync` reuses."""
+
+    tracking_uri: str  # the MLflow store the sweep logs to
+    cwd: str = ""  # the working directory relative paths were resolved against
+    spec: str = ""  # the sweep file, absolute
+    overrides: dict[str, Any] = field(default_factory=dict)  # the command line's PATH VALUE pairs
+    storage: str = ""  # --storage as given ("" = the sweep directory)
+    storage_name: str = ""  # this sweep's folder in that storage
+    experiment_id: str = ""  # set once the parent run exists
+    parent_run_id: str = ""
+
+    def but(self, **changes: Any) -> SweepState:
+        """A copy with `changes` (the state is frozen: a change is written as a whole)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a sweep runs: its directory (None for a new sweep until it is claimed) and its state."""
+
+    sweep_dir: Path | None
+    state: SweepState
+
+    @property
+    def storage(self) -> Storage | None:
+        """Where Tune's state goes: the sweep's own folder in `--storage` (or the sweep directory)
+        once claimed; before that, the `--storage` to check (None without one)."""
+        if self.sweep_dir is None:
+            return open_storage(self.state.storage) if self.state.storage else None
+        return sweep_storage(self.state.storage, self.state.storage_name, self.sweep_dir)
+
+
+def read_state(sweep_dir: Path) -> SweepState:
     path = sweep_dir / STATE_FILE
     try:
         state = json.loads(path.read_text())
@@ -67,16 +103,20 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: unreadable sweep state ({exc}); the sweep cannot be resumed") from None
     if not isinstance(state, dict) or "tracking_uri" not in state:
         raise SpecError(f"{path}: not a sweep state file; the sweep cannot be resumed")
-    return state
+    known = {f.name for f in dataclasses.fields(SweepState)}
+    try:
+        return SweepState(**{k: v for k, v in state.items() if k in known})
+    except TypeError as exc:
+        raise SpecError(f"{path}: not a sweep state file ({exc}); the sweep cannot be resumed") from None
 
 
-def write_state(sweep_dir: Path, state: dict[str, Any]) -> None:
+def write_state(sweep_dir: Path, state: SweepState) -> None:
     """Write `sweep.json` atomically (a crash leaves the old file or the new one); owner-only,
     since the tracking URI may hold a password."""
     tmp = sweep_dir / f".{STATE_FILE}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(state, indent=1))
+        fh.write(json.dumps(dataclasses.asdict(state), indent=1))
     os.replace(tmp, sweep_dir / STATE_FILE)
 
 
@@ -94,10 +134,10 @@ def hold_sweep_lock(sweep_dir: Path) -> None:
     _LOCKS.append(lock)
 
 
-def check_same_overrides(state: dict[str, Any], overrides: dict[str, Any]) -> None:
+def check_same_overrides(state: SweepState, overrides: dict[str, Any]) -> None:
     """A resumed sweep keeps the command-line overrides it started with."""
-    recorded = state.get("overrides")
-    if recorded is not None and recorded != overrides:
+    recorded = state.overrides
+    if recorded != overrides:
 
         def show(o: dict[str, Any]) -> str:
             return " ".join(f"{k} {v}" for k, v in o.items()) or "(none)"
@@ -108,9 +148,9 @@ def check_same_overrides(state: dict[str, Any], overrides: dict[str, Any]) -> No
         )
 
 
-def check_same_storage(state: dict[str, Any], storage: str | None) -> None:
+def check_same_storage(state: SweepState, storage: str | None) -> None:
     """A resumed sweep continues in the storage it started with (recorded in its state file)."""
-    recorded = state.get("storage")
+    recorded = state.storage
     if storage and storage != recorded:
         from sweeps.tracking import redact
 
@@ -121,9 +161,9 @@ def check_same_storage(state: dict[str, Any], storage: str | None) -> None:
         )
 
 
-def resume_tracking_uri(state: dict[str, Any], env_uri: str) -> str:
+def resume_tracking_uri(state: SweepState, env_uri: str) -> str:
     """The recorded tracking URI; an explicit different MLFLOW_TRACKING_URI is an error."""
-    recorded = str(state["tracking_uri"])
+    recorded = state.tracking_uri
     if env_uri and env_uri != recorded:
         from sweeps.tracking import redact
 

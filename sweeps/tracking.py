@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from sweeps.files import eval_artifact, samples_artifact
 from vunet_core import one_line
 
 TRIAL_ID_TAG = "ray_trial_id"
@@ -197,6 +198,6 @@ def log_epoch_outputs(client: MlflowClient, run_id: str, epoch: int, grid: Path,
 
     with Image.open(grid) as img:
         client.log_image(run_id, img.convert("RGB"), key="samples", step=epoch)
-    client.log_artifact(run_id, str(grid), artifact_path=f"samples/epoch_{epoch:04d}")
+    client.log_artifact(run_id, str(grid), artifact_path=samples_artifact(epoch))
     if eval_dir is not None and eval_dir.is_dir():
-        client.log_artifacts(run_id, str(eval_dir), artifact_path=f"eval/epoch_{epoch:04d}")
+        client.log_artifacts(run_id, str(eval_dir), artifact_path=eval_artifact(epoch))

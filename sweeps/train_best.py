@@ -24,6 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python sweeps/train_best.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sweeps.files import BEST_TRIAL  # noqa: E402
 from sweeps.tracking import (  # noqa: E402
     TrackingError,
     bound_http_calls,
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def source_record(config_path: Path) -> dict[str, Any]:
     """best_trial.json beside the config (written by the sweep), or {}."""
-    meta = config_path.resolve().parent / "best_trial.json"
+    meta = config_path.resolve().parent / BEST_TRIAL
     return json.loads(meta.read_text()) if meta.is_file() else {}
 
 

@@ -23,8 +23,9 @@ from typing import Any
 
 from ray import tune
 
+from sweeps.files import EPOCH_RECORD, EVAL_DIR, MODEL_STATE, SAMPLE_GRID
 from sweeps.search import sampled_flat, trial_cfg
-from vunet_core import CHECKPOINT_NAME, Config, DivergedError, train_epochs
+from vunet_core import Config, DivergedError, train_epochs
 
 FAULT_ENV = "VUNET_SWEEPS_FAULT"  # test seam: "crash:<path>=<value>" crashes trials with that config value
 
@@ -46,11 +47,11 @@ def _train(cfg: Config, work: Path, config: dict[str, Any], metric: str, mode: s
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt_dir = Path(tmp)
                 # Moved, not copied: Ray's checkpoint is the trial's only copy of the state.
-                shutil.move(result.checkpoint, ckpt_dir / CHECKPOINT_NAME)
-                shutil.copy2(result.sample_grid, ckpt_dir / "samples.png")
+                shutil.move(result.checkpoint, ckpt_dir / MODEL_STATE)
+                shutil.copy2(result.sample_grid, ckpt_dir / SAMPLE_GRID)
                 if result.eval_dir is not None:
-                    shutil.copytree(result.eval_dir, ckpt_dir / "eval")
-                (ckpt_dir / "meta.json").write_text(json.dumps({"epoch": result.epoch, "step": result.step}))
+                    shutil.copytree(result.eval_dir, ckpt_dir / EVAL_DIR)
+                (ckpt_dir / EPOCH_RECORD).write_text(json.dumps({"epoch": result.epoch, "step": result.step}))
                 tune.report(
                     {**result.metrics, "epoch": result.epoch, "step": result.step},
                     checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
@@ -68,8 +69,8 @@ def _restore(work: Path) -> Path | None:
     target = work / "checkpoints"
     target.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as d:
-        shutil.copy2(Path(d) / CHECKPOINT_NAME, target / CHECKPOINT_NAME)
-    return target / CHECKPOINT_NAME
+        shutil.copy2(Path(d) / MODEL_STATE, target / MODEL_STATE)
+    return target / MODEL_STATE
 
 
 def _maybe_inject_fault(config: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 The search stage: Optuna TPE over ask/tell (`sweeps.searcher.StudySearcher`) with its
 study in `<sweep dir>/optuna.db` on the driver (open it with
-`optuna-dashboard sqlite:///<sweep dir>/optuna.db`), ASHA, Tune state in `tune/` of the
+`optuna-dashboard sqlite:///<sweep dir>/optuna.db`), successive halving with the baseline
+protected (`sweeps.scheduler`), Tune state in `tune/` of the
 sweep's storage (`sweeps.storage`: the sweep directory unless `--storage` names another
 place). The confirmation stage: a fixed list of trials (candidates x seeds), FIFO, Tune
 state in the storage's `confirm/`. `--resume` restores whichever stage was running
@@ -18,44 +19,26 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 
 from sweeps import console
+from sweeps.scheduler import SuccessiveHalving
 from sweeps.searcher import FixedPoints, StudySearcher
 from sweeps.session import SweepSession
 from sweeps.spec import SweepSpec
 from sweeps.storage import Storage
 from sweeps.trainable import run_trial
-from sweeps.trial_info import is_baseline, trial_dirname
+from sweeps.trial_info import trial_dirname
 
 TUNE_DIR_NAME = "tune"
 CONFIRM_DIR_NAME = "confirm"
 
 
-def make_searcher(spec: SweepSpec, sweep_dir: Path) -> StudySearcher:
-    return StudySearcher(spec, sweep_dir)
-
-
-class BaselineKeepingASHA(ASHAScheduler):
-    """ASHA that never stops the baseline trial early.
-
-    The baseline is what every result is compared with, so it runs all `max_epochs`;
-    its results still enter ASHA's rungs and judge the other trials.
-    """
-
-    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and is_baseline(trial) and result.get("training_iteration", 0) < self._max_t:
-            self._num_stopped -= 1
-            return TrialScheduler.CONTINUE
-        return str(action)
-
-
 def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     if spec.scheduler.type == "fifo":
         return FIFOScheduler()
-    return BaselineKeepingASHA(
-        time_attr="training_iteration",
+    return SuccessiveHalving(
         max_t=spec.max_epochs,
         grace_period=spec.scheduler.grace_period,
         reduction_factor=spec.scheduler.reduction_factor,
@@ -97,22 +80,11 @@ def run_config(
 
 
 def new_tuner(session: SweepSession, callbacks: list[tune.Callback]) -> tune.Tuner:
+    """The search: Optuna proposes, the spec's scheduler stops, within the time budget."""
     spec = session.spec
-    return tune.Tuner(
-        make_trainable(spec, session.base_tree),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            search_alg=make_searcher(spec, session.sweep_dir),
-            scheduler=make_scheduler(spec),
-            num_samples=spec.num_samples,
-            max_concurrent_trials=spec.max_concurrent_trials,
-            time_budget_s=spec.time_budget_s,
-            reuse_actors=True,  # no new worker (and torch import) per trial
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=run_config(spec, session.storage, callbacks),
-    )
+    searcher = StudySearcher(spec, session.sweep_dir)
+    config = tune_config(spec, searcher, make_scheduler(spec), spec.num_samples, spec.time_budget_s)
+    return _tuner(session, callbacks, TUNE_DIR_NAME, config)
 
 
 def new_confirm_tuner(
@@ -120,25 +92,42 @@ def new_confirm_tuner(
 ) -> tune.Tuner:
     """The confirmation trials (each a full `max_epochs` run), in order, no early stopping."""
     spec = session.spec
+    searcher = FixedPoints(configs, spec.metric, spec.mode)
+    return _tuner(session, callbacks, CONFIRM_DIR_NAME, tune_config(spec, searcher, FIFOScheduler(), len(configs)))
+
+
+def tune_config(
+    spec: SweepSpec,
+    searcher: Searcher,
+    scheduler: TrialScheduler,
+    num_samples: int,
+    time_budget_s: float | None = None,
+) -> tune.TuneConfig:
+    """Both stages' TuneConfig: what differs between them is passed in."""
+    return tune.TuneConfig(
+        metric=spec.metric,
+        mode=spec.mode,
+        search_alg=searcher,
+        scheduler=scheduler,
+        num_samples=num_samples,
+        max_concurrent_trials=spec.max_concurrent_trials,
+        time_budget_s=time_budget_s,
+        reuse_actors=True,  # no new worker (and torch import) per trial
+        trial_dirname_creator=trial_dirname,
+    )
+
+
+def _tuner(session: SweepSession, callbacks: list[tune.Callback], name: str, config: tune.TuneConfig) -> tune.Tuner:
     return tune.Tuner(
-        make_trainable(spec, session.base_tree),
-        tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
-            search_alg=FixedPoints(configs, spec.metric, spec.mode),
-            scheduler=FIFOScheduler(),
-            num_samples=len(configs),
-            max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=run_config(spec, session.storage, callbacks, CONFIRM_DIR_NAME),
+        make_trainable(session.spec, session.base_tree),
+        tune_config=config,
+        run_config=run_config(session.spec, session.tune_storage, callbacks, name),
     )
 
 
 def restored_tuner(session: SweepSession, callbacks: list[tune.Callback], name: str = TUNE_DIR_NAME) -> tune.Tuner:
     """Continue an interrupted stage: unfinished trials resume, finished and crashed ones stay."""
-    spec, stage = session.spec, session.storage.child(name)
+    spec, stage = session.spec, session.tune_storage.child(name)
     tuner = tune.Tuner.restore(
         stage.path,
         trainable=make_trainable(spec, session.base_tree),
@@ -148,8 +137,8 @@ def restored_tuner(session: SweepSession, callbacks: list[tune.Callback], name: 
     )
     # Callbacks and output settings are not part of the saved state; set them again. Ray has no
     # public way to (ray-project/ray#41364, open): the restored run config is reached privately.
-    restored = tuner._local_tuner.get_run_config()  # type: ignore[union-attr]
-    fresh = run_config(spec, session.storage, callbacks, name)
+    restored = tuner._local_tuner.get_run_config()  # type: ignore[union-attr]  # noqa: SLF001 - see above
+    fresh = run_config(spec, session.tune_storage, callbacks, name)
     restored.callbacks, restored.progress_reporter, restored.verbose = callbacks, fresh.progress_reporter, fresh.verbose
     return tuner
 

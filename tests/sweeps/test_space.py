@@ -28,7 +28,6 @@ from sweeps.search import (
 from sweeps.searcher import StudySearcher, fail_running_trials, load_study
 from sweeps.space import parse_number
 from sweeps.spec import SweepSpec, load_spec
-from sweeps.tuner import make_searcher
 from vunet_core import ConfigError, flatten
 from vunet_core.paths import merge_trees
 
@@ -78,7 +77,7 @@ def make_spec(tmp_path: Path, base: dict[str, Any] | None = None, **changes: Any
 def searcher(spec: SweepSpec, sweep_dir: Path) -> StudySearcher:
     """The sweep's own searcher (sweeps.tuner), with its SQLite study in a fresh directory."""
     sweep_dir.mkdir(parents=True)
-    return make_searcher(spec, sweep_dir)
+    return StudySearcher(spec, sweep_dir)
 
 
 def run_searcher(s: StudySearcher, n: int, start: int = 0) -> list[dict[str, Any]]:

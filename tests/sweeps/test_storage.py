@@ -23,6 +23,7 @@ from sweeps.storage import (
     sweep_storage,
     tree_size,
 )
+from sweeps.sweep_dir import SweepState, Target
 from vunet_core import CHECKPOINT_NAME
 
 
@@ -86,9 +87,11 @@ def test_each_sweep_claims_its_own_folder_and_the_state_file_finds_it_again(tmp_
     second = claim(base, "smoke", tmp_path / "b")
     assert [first.path, second.path] == [str(tmp_path / "store" / n) for n in ("smoke", "smoke-2")]
     assert str(tmp_path / "b") in (Path(second.path) / "driver.txt").read_text()
-    state = {"storage": base.uri, "storage_name": "smoke-2"}
-    assert sweep_storage(state, tmp_path / "b").path == second.path
-    assert sweep_storage({}, tmp_path / "b").path == str(tmp_path / "b")  # no storage: the sweep directory
+    state = SweepState(tracking_uri="sqlite:////x/mlflow.db", storage=base.uri, storage_name="smoke-2")
+    assert Target(tmp_path / "b", state).storage == second
+    assert sweep_storage(base.uri, "smoke-2", tmp_path / "b").path == second.path
+    assert sweep_storage("", "", tmp_path / "b").path == str(tmp_path / "b")  # no storage: the sweep directory
+    assert Target(None, state).storage == base  # a new sweep checks the storage before it claims a folder
 
 
 def _checkpoint(folder: Path, optimizer: bool = True) -> None:
@@ -161,9 +164,10 @@ def test_storage_in_the_sweep_file_is_checked_and_a_resume_keeps_its_storage(tmp
             with pytest.raises(SpecError, match="storage.*expected a path or URI"):
                 load_spec(tmp_path / "s.yaml")
     assert load_spec(SMOKE, {"storage": "/shared/sweeps"}).storage == "/shared/sweeps"  # a command-line override
-    check_same_storage({"storage": "s3://a/b"}, "s3://a/b")
-    check_same_storage({"storage": "s3://a/b"}, None)
+    in_s3 = SweepState(tracking_uri="sqlite:////x/mlflow.db", storage="s3://a/b")
+    check_same_storage(in_s3, "s3://a/b")
+    check_same_storage(in_s3, None)
     with pytest.raises(SpecError, match="keeps its Tune state in s3://a/b, not s3://c/d"):
-        check_same_storage({"storage": "s3://a/b"}, "s3://c/d")
+        check_same_storage(in_s3, "s3://c/d")
     with pytest.raises(SpecError, match="keeps its Tune state in its sweep directory"):
-        check_same_storage({}, "s3://c/d")
+        check_same_storage(SweepState(tracking_uri="sqlite:////x/mlflow.db"), "s3://c/d")

@@ -9,7 +9,7 @@ import pytest
 
 from sweeps.outbox import Outbox
 from sweeps.spec import SpecError
-from sweeps.sweep_dir import create_sweep_dir, find_resumable, read_state, resume_tracking_uri, write_state
+from sweeps.sweep_dir import SweepState, create_sweep_dir, find_resumable, read_state, resume_tracking_uri, write_state
 from sweeps.tracking import check_tracking, open_store, redact
 
 
@@ -20,9 +20,9 @@ def test_a_new_sweep_never_reuses_a_directory_and_resume_needs_a_started_one(tmp
     (tmp_path / "smokey").mkdir()
     with pytest.raises(SpecError, match="--resume: no started sweep smoke"):
         find_resumable(tmp_path, "smoke")  # smoke-10, the newest, never started
-    write_state(tmp_path / "smoke-10", {"tracking_uri": "sqlite:////x/mlflow.db", "cwd": "/x"})
+    write_state(tmp_path / "smoke-10", SweepState(tracking_uri="sqlite:////x/mlflow.db", cwd="/x"))
     assert find_resumable(tmp_path, "smoke") == tmp_path / "smoke-10"
-    assert read_state(tmp_path / "smoke-10")["cwd"] == "/x"
+    assert read_state(tmp_path / "smoke-10").cwd == "/x"
     with pytest.raises(SpecError, match="--resume: no started sweep other"):
         find_resumable(tmp_path, "other")
 
@@ -50,9 +50,9 @@ def test_unwritable_out_dir_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_resume_keeps_the_recorded_store_and_refuses_another() -> None:
-    state = {"tracking_uri": "http://u:secret@127.0.0.1:5000"}
-    assert resume_tracking_uri(state, "") == state["tracking_uri"]
-    assert resume_tracking_uri(state, state["tracking_uri"]) == state["tracking_uri"]
+    state = SweepState(tracking_uri="http://u:secret@127.0.0.1:5000")
+    assert resume_tracking_uri(state, "") == state.tracking_uri
+    assert resume_tracking_uri(state, state.tracking_uri) == state.tracking_uri
     with pytest.raises(SpecError, match="differs from the sweep's store") as err:
         resume_tracking_uri(state, "sqlite:////elsewhere/mlflow.db")
     assert "secret" not in str(err.value)
