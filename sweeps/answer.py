@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sweeps import confirm, contact, storage
 from sweeps.files import BEST_CONFIG, BEST_TRIAL, STUDY_FILE
@@ -25,77 +27,114 @@ from vunet_core import one_line, render_config
 RUN_ID_WAIT_S = 20.0  # for best_trial.json's run id, when the answer's run is still being created
 
 
+@dataclass
+class _ParentEntries:
+    """What a finished sweep logs on its parent run."""
+
+    files: list[Path] = field(default_factory=list)  # artifacts at the run's root
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=lambda: {"sweep_state": "finished"})
+
+
 def close_finished(
     session: SweepSession, outbox: Outbox, report: SweepReport, confirmation: confirm.Confirmation | None
 ) -> None:
-    """Write and log the report (tables, the answer, plots) and finish the parent run."""
-    spec, sweep_dir = session.spec, session.sweep_dir
-    files = write_report(report, sweep_dir)
-    sched = spec.scheduler
-    epochs = contact.milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
-    sheets = contact.write_sheets(sweep_dir, contact.sheet_columns(report), epochs)
-    for sheet in sheets:
-        outbox.put("log_artifact", PARENT, files={"file": sheet}, artifact_path=contact.SHEET_DIR)
-    now = int(time.time() * 1000)
-    tags = [["sweep_state", "finished"]]
-    metrics = []
-    best: TrialRow | None = report.best
+    """Write and log the report (tables, the answer, plots), finish the parent run, print the end."""
+    entries = _ParentEntries(files=write_report(report, session.sweep_dir))
+    sheets = _contact_sheets(session, report)
+    best = report.best
     if confirmation is not None:
         best = confirmation.winner.row
-        files += [
-            confirm.write_csv(confirmation, sweep_dir / "confirm.csv"),
-            confirm.plot(confirmation, sweep_dir / "confirm.png"),
-        ]
-        metrics += [[k, v, now, 0] for k, v in confirm.parent_metrics(confirmation).items()]
-        top = confirmation.top
-        tags += [["confirm_winner", confirmation.winner.label], ["confirm_verdict", top.verdict if top else "-"]]
+        _confirmation_outputs(session.sweep_dir, confirmation, entries)
     if best is not None:
-        record = {
-            "sweep": spec.name,
-            "tracking_uri": redact(session.tracking_uri),
-            "experiment_id": session.experiment_id,
-            "parent_run_id": session.parent_id,
-            "trial_id": best.trial_id,
-            # the child run's creation may still be queued: wait for it (briefly) rather than write ""
-            "run_id": outbox.wait_for_run(best.trial_id, RUN_ID_WAIT_S),
-            "metric": spec.metric,
-            "value": best.metric,
-            "epochs": best.epochs,
-        }
-        if confirmation is not None:
-            win = confirmation.winner
-            record["confirmation"] = {
-                "candidate": win.label,
-                "mean": win.mean,
-                "values": {str(k): v for k, v in win.values.items()},
-                "summary": confirm.summary(confirmation),
-            }
-        best_config = sweep_dir / BEST_CONFIG
-        best_config.write_text(render_config(trial_cfg(session.base_tree, best.config)))
-        meta = sweep_dir / BEST_TRIAL
-        meta.write_text(json.dumps(record, indent=1))
-        files += [best_config, meta]
-        tags += [["best_trial_id", best.trial_id], ["best_run_id", str(record["run_id"])]]
-        metrics.append([f"best/{spec.metric}", best.metric, now, 0])
-    for f in files:
-        outbox.put("log_artifact", PARENT, files={"file": f})
-    if metrics:
-        outbox.put("log_batch", PARENT, metrics=metrics)
-    outbox.put("log_batch", PARENT, tags=tags)
-    outbox.put("set_status", PARENT, status="FINISHED")
+        _write_answer(session, outbox, best, confirmation, entries)
+    _log_on_parent(outbox, entries, sheets)
     print_report(report)
     if confirmation is not None:
         confirm.print_summary(confirmation)
-        print(f"sweep {spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
-    _publish(session, [*files, *sheets])
+        print(f"sweep {session.spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
+    _publish(session, [*entries.files, *sheets])
     print(_slim(session, best))
+    _print_reuse(session, best)
+
+
+def _contact_sheets(session: SweepSession, report: SweepReport) -> list[Path]:
+    """The contact sheets at ASHA's rungs and the last epoch."""
+    spec = session.spec
+    sched = spec.scheduler
+    epochs = contact.milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
+    return contact.write_sheets(session.sweep_dir, contact.sheet_columns(report), epochs)
+
+
+def _confirmation_outputs(sweep_dir: Path, confirmation: confirm.Confirmation, entries: _ParentEntries) -> None:
+    """confirm.csv, confirm.png and the confirm/* metrics and tags."""
+    entries.files += [
+        confirm.write_csv(confirmation, sweep_dir / "confirm.csv"),
+        confirm.plot(confirmation, sweep_dir / "confirm.png"),
+    ]
+    entries.metrics.update(confirm.parent_metrics(confirmation))
+    top = confirmation.top
+    entries.tags.update(confirm_winner=confirmation.winner.label, confirm_verdict=top.verdict if top else "-")
+
+
+def _write_answer(
+    session: SweepSession,
+    outbox: Outbox,
+    best: TrialRow,
+    confirmation: confirm.Confirmation | None,
+    entries: _ParentEntries,
+) -> None:
+    """best_config.yaml (the answer's complete config) and best_trial.json (where it comes from)."""
+    spec, sweep_dir = session.spec, session.sweep_dir
+    record: dict[str, Any] = {
+        "sweep": spec.name,
+        "tracking_uri": redact(session.tracking_uri),
+        "experiment_id": session.experiment_id,
+        "parent_run_id": session.parent_id,
+        "trial_id": best.trial_id,
+        # the child run's creation may still be queued: wait for it (briefly) rather than write ""
+        "run_id": outbox.wait_for_run(best.trial_id, RUN_ID_WAIT_S),
+        "metric": spec.metric,
+        "value": best.metric,
+        "epochs": best.epochs,
+    }
+    if confirmation is not None:
+        win = confirmation.winner
+        record["confirmation"] = {
+            "candidate": win.label,
+            "mean": win.mean,
+            "values": {str(k): v for k, v in win.values.items()},
+            "summary": confirm.summary(confirmation),
+        }
+    best_config = sweep_dir / BEST_CONFIG
+    best_config.write_text(render_config(trial_cfg(session.base_tree, best.config)))
+    meta = sweep_dir / BEST_TRIAL
+    meta.write_text(json.dumps(record, indent=1))
+    entries.files += [best_config, meta]
+    entries.tags.update(best_trial_id=best.trial_id, best_run_id=str(record["run_id"]))
+    entries.metrics[f"best/{spec.metric}"] = best.metric
+
+
+def _log_on_parent(outbox: Outbox, entries: _ParentEntries, sheets: list[Path]) -> None:
+    """Queue the parent run's artifacts, metrics and tags, then finish it."""
+    for sheet in sheets:
+        outbox.put("log_artifact", PARENT, files={"file": sheet}, artifact_path=contact.SHEET_DIR)
+    for f in entries.files:
+        outbox.put("log_artifact", PARENT, files={"file": f})
+    now = int(time.time() * 1000)
+    if entries.metrics:
+        outbox.put("log_batch", PARENT, metrics=[[k, v, now, 0] for k, v in entries.metrics.items()])
+    outbox.put("log_batch", PARENT, tags=[[k, v] for k, v in entries.tags.items()])
+    outbox.put("set_status", PARENT, status="FINISHED")
+
+
+def _print_reuse(session: SweepSession, best: TrialRow | None) -> None:
     if best is None:
         print("no trial finished with a finite objective; nothing to reuse")
         return
-    print(f"best config: {sweep_dir / BEST_CONFIG}")
-    print(
-        f"reuse it:    python sweeps/train_best.py {sweep_dir / BEST_CONFIG} training/num_epochs {10 * spec.max_epochs}"
-    )
+    path = session.sweep_dir / BEST_CONFIG
+    print(f"best config: {path}")
+    print(f"reuse it:    python sweeps/train_best.py {path} training/num_epochs {10 * session.spec.max_epochs}")
 
 
 def _publish(session: SweepSession, files: list[Path]) -> None:
