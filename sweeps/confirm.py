@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +94,8 @@ def run_stage(
     resume: bool,
 ) -> Confirmation:
     """Retrain the baseline and the best search trials with fresh seeds (`fit` runs a Tuner to
-    its end or to an interrupt) and judge them; continues an interrupted confirmation."""
+    its end or to an interrupt) and judge them; continues an interrupted confirmation. The
+    caller sets the wall time (it knows the legs)."""
     from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, can_resume, new_confirm_tuner, restored_tuner
 
     spec, storage = session.spec, session.tune_storage
@@ -108,12 +108,11 @@ def run_stage(
         f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
         flush=True,
     )
-    start = time.time()
     if resume and can_resume(storage, CONFIRM_DIR_NAME):
         tuner = restored_tuner(session, callbacks, CONFIRM_DIR_NAME)
     else:
         tuner = new_confirm_tuner(session, callbacks, trial_configs(candidates, spec.confirm.seeds))
-    return collect(spec, candidates, fit(tuner), time.time() - start)
+    return collect(spec, candidates, fit(tuner))
 
 
 def pick_candidates(report: SweepReport, top_k: int) -> list[Candidate]:
@@ -142,7 +141,7 @@ def trial_configs(candidates: list[Candidate], seeds: tuple[int, ...]) -> list[d
     return out
 
 
-def collect(spec: SweepSpec, candidates: list[Candidate], results: Any, wall_s: float) -> Confirmation:
+def collect(spec: SweepSpec, candidates: list[Candidate], results: Any, wall_s: float = 0.0) -> Confirmation:
     """Fill the candidates' per-seed values from the confirmation ResultGrid and judge them."""
     by_label = {c.label: c for c in candidates}
     train_s = 0.0

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-LIBRARIES = ("ray", "optuna", "mlflow", "alembic", "py.warnings", "filelock")
-LOG_NAME = "sweep.log"
+from sweeps.files import LOG_FILE
 
+LIBRARIES = ("ray", "optuna", "mlflow", "alembic", "py.warnings", "filelock")
 _verbose = False
 
 
@@ -28,7 +28,7 @@ def configure(sweep_dir: Path, show_all: bool) -> Path | None:
     _verbose = show_all
     if show_all:
         return None
-    path = sweep_dir / LOG_NAME
+    path = sweep_dir / LOG_FILE
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.captureWarnings(True)

@@ -19,7 +19,6 @@ import os
 import shlex
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from sweeps.searcher import fail_running_trials
 from sweeps.session import PARENT, SweepSession
 from sweeps.spec import SweepSpec
 from sweeps.storage import AWS_VARIABLES, Storage, check_storage
-from sweeps.sweep_dir import Target, read_state, write_state
+from sweeps.sweep_dir import Target, begin_span, end_span, read_state, write_state
 from sweeps.tracking import check_tracking, code_version, ensure_experiment, open_store, param_str, redact
 from sweeps.trial_events import TrialEvents
 from sweeps.trial_info import TrialState
@@ -168,6 +167,7 @@ def run_sweep(spec: SweepSpec, base_tree: dict[str, Any], target: Target, option
     sweep_dir = target.sweep_dir
     log_file = console.configure(sweep_dir, options.verbose)
     session = SweepSession(spec, base_tree, target.state.tracking_uri, sweep_dir, target.storage)
+    session.leg = read_state(sweep_dir).legs + 1
     tracked: _Tracking | None = None
     with Interrupts() as interrupts:
         try:
@@ -261,29 +261,33 @@ def _fit(
     from sweeps.tuner import can_resume, new_tuner, restored_tuner
 
     spec, storage = session.spec, session.tune_storage
-    start = time.time()
     try:
         _start_ray(options.address, options.num_cpus, storage)
         interrupts.install()
         make = restored_tuner if options.resume and can_resume(storage) else new_tuner
-        results = _run_stage(make(session, callbacks), interrupts)
-        report = build_report(spec, results, time.time() - start)
+        results = _run_stage(session, "search", make(session, callbacks), interrupts)
+        report = build_report(spec, results, read_state(session.sweep_dir))
         if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
             return report, None
-        return report, confirm.run_stage(
-            session, report, callbacks, lambda t: _run_stage(t, interrupts), options.resume
+        confirmation = confirm.run_stage(
+            session, report, callbacks, lambda t: _run_stage(session, "confirm", t, interrupts), options.resume
         )
+        confirmation.wall_s = read_state(session.sweep_dir).wall_s("confirm")  # over every leg
+        return report, confirmation
     finally:
         interrupts.tune_running = False
         ray.shutdown()
 
 
-def _run_stage(tuner: Any, interrupts: Interrupts) -> Any:
+def _run_stage(session: SweepSession, stage: str, tuner: Any, interrupts: Interrupts) -> Any:
+    """Run a stage's Tuner to its end (or an interrupt), recorded as a span of this leg."""
+    begin_span(session.sweep_dir, session.leg, stage)
     interrupts.tune_running = True
     try:
         return tuner.fit()
     finally:
         interrupts.tune_running = False
+        end_span(session.sweep_dir)
 
 
 def resume_command(spec: SweepSpec, sweep_dir: Path, flag: str = "--resume") -> str:

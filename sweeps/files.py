@@ -16,6 +16,7 @@ from vunet_core import CHECKPOINT_NAME
 STATE_FILE = "sweep.json"  # what --resume reuses (sweeps.sweep_dir.SweepState)
 LOCK_FILE = ".sweep.lock"  # held by the running driver
 STUDY_FILE = "optuna.db"  # the Optuna study
+LOG_FILE = "sweep.log"  # the libraries' log records (sweeps.console)
 BEST_CONFIG = "best_config.yaml"  # the answer's complete config
 BEST_TRIAL = "best_trial.json"  # links the answer to its sweep, trial and MLflow run
 ANSWER_FILES = (BEST_CONFIG, BEST_TRIAL)  # written only when a sweep finishes

@@ -21,6 +21,7 @@ from typing import Any
 
 from sweeps.search import sampled_flat, trial_meta
 from sweeps.spec import SweepSpec
+from sweeps.sweep_dir import SweepState
 from sweeps.trial_info import TrialState, end_state
 
 TOP_ROWS = 10
@@ -41,7 +42,8 @@ class TrialRow:
 class SweepReport:
     spec: SweepSpec
     rows: list[TrialRow]
-    wall_s: float
+    wall_s: float  # the search's, summed over the legs
+    legs: int = 1  # driver runs it took (1 + the times it was resumed)
     best: TrialRow | None = None
     baseline: TrialRow | None = None
 
@@ -68,10 +70,11 @@ def _row(result: Any, spec: SweepSpec) -> TrialRow:
     )
 
 
-def build_report(spec: SweepSpec, results: Any, wall_s: float) -> SweepReport:
-    """Rows from the search stage's `ray.tune.ResultGrid`, one per trial."""
+def build_report(spec: SweepSpec, results: Any, state: SweepState) -> SweepReport:
+    """Rows from the search stage's `ray.tune.ResultGrid`, one per trial; the wall time of the
+    search over every leg the sweep took (`state`)."""
     rows = [_row(result, spec) for result in results]
-    report = SweepReport(spec, rows, wall_s)
+    report = SweepReport(spec, rows, state.wall_s("search"), legs=max(1, state.legs))
     report.best = next(iter(ranked(report)), None)
     report.baseline = next((r for r in rows if trial_meta(r.config).baseline), None)
     return report
@@ -94,12 +97,11 @@ def _write_csv(report: SweepReport, path: Path) -> Path:
     params = sorted({k for r in report.rows for k in sampled_flat(r.config)})
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["trial_id", "state", "epochs", report.spec.metric, "train_s", *params])
+        w.writerow(["trial", "trial_id", "state", "epochs", report.spec.metric, "train_s", *params])
         for r in report.rows:
             flat = sampled_flat(r.config)
-            w.writerow(
-                [r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2), *(flat.get(p, "") for p in params)]
-            )
+            cells = [r.number, r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2)]
+            w.writerow([*cells, *(flat.get(p, "") for p in params)])
     return path
 
 
@@ -188,10 +190,12 @@ def print_report(report: SweepReport) -> None:
     spec = report.spec
     concurrency = max(1, spec.max_concurrent_trials)
     fraction = report.train_s / max(1e-9, report.wall_s * concurrency)
+    legs = f" over {report.legs} legs (resumed {report.legs - 1}x)" if report.legs > 1 else ""
     print(
-        f"\nsweep {spec.name}: {len(report.rows)} trials in {report.wall_s:.0f} s wall, {report.train_s:.0f} s of trial training (compute fraction {fraction:.2f})"
+        f"\nsweep {spec.name}: {len(report.rows)} trials in {report.wall_s:.0f} s wall{legs}, "
+        f"{report.train_s:.0f} s of trial training (compute fraction {fraction:.2f})"
     )
-    print("(trial = the Optuna trial number, 0 = the baseline; id = Tune's trial id)")
+    print("(trial = the sweep's trial number, 0 = the baseline, also optuna.db's `trial` attribute; id = Tune's)")
     print(format_table(report))
     if report.baseline is not None:
         b = report.baseline

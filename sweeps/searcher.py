@@ -13,16 +13,27 @@ the truth about every trial (what Ray's stock OptunaSearch does not):
   trial config's `sweep` entry (never when `baseline: false`).
 
 Define-by-run (:class:`sweeps.search.SpaceFunction`) and conditional parameters work
-as before. Optuna trials cannot be reopened: a sweep resumed after an interrupt or a
-kill ends the study's RUNNING trials as FAIL (:func:`fail_running_trials`), and a
-Tune trial that continues gets a new Optuna trial with the same parameters and the
-intermediate values so far (`resumed_from_trial` user attribute).
+as before. A trial's number is the sweep's (user attribute `trial`: 0, 1, 2, ... in the
+order proposed), the one shown everywhere. Optuna trials cannot be reopened: a sweep
+resumed after an interrupt or a kill ends the study's RUNNING trials as FAIL
+(:func:`fail_running_trials`), and a Tune trial that continues gets a new Optuna trial
+with the same parameters, the same `trial` number and the intermediate values so far
+(`resumed_from_trial`: the Optuna number it continues).
+
+A resumed search continues, it does not start over: the sampler (its random state, TPE's
+start-up draws included) is saved with the searcher's state and restored with it. No two
+trials of a sweep share a configuration: a proposal equal to an earlier trial's is told
+FAIL (`duplicate_of`) and drawn again; after `MAX_REDRAWS` such draws the space is taken
+as exhausted and the search ends with the trials it has (and says so).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import math
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +47,9 @@ from sweeps.spec import SweepSpec
 from sweeps.trial_info import TrialState, end_state
 
 StudyState = optuna.trial.TrialState
+NUMBER_ATTR = "trial"  # the sweep's trial number, on each Optuna trial behind it
+MAX_REDRAWS = 100  # proposals in a row equal to earlier trials before the space counts as exhausted
+log = logging.getLogger(__name__)
 
 
 def load_study(spec: SweepSpec, sweep_dir: Path) -> optuna.Study:
@@ -72,6 +86,8 @@ class StudySearcher(Searcher):
         self.max_epochs = spec.max_epochs
         self.points = [baseline_point(spec)] if spec.baseline and baseline_point(spec) else []
         self.numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        self.next_number = 0  # the sweep's number of the next proposed trial
+        self.exhausted = False
         self.finished: set[str] = set()
         self._study: optuna.Study | None = None
         self._live: dict[str, optuna.Trial] = {}  # this process's open Optuna trials
@@ -89,14 +105,23 @@ class StudySearcher(Searcher):
         return state
 
     def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_text(
-            json.dumps({"points": self.points, "numbers": self.numbers, "finished": sorted(self.finished)})
-        )
+        """Tune saves this with its experiment state, so a resumed sweep's searcher (and its
+        sampler's random state) matches the trials Tune restores."""
+        state = {
+            "points": self.points,
+            "numbers": self.numbers,
+            "next_number": self.next_number,
+            "finished": sorted(self.finished),
+            "sampler": base64.b64encode(pickle.dumps(self.sampler)).decode("ascii"),
+        }
+        Path(checkpoint_path).write_text(json.dumps(state))
 
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text())
         self.points, self.numbers, self.finished = state["points"], state["numbers"], set(state["finished"])
-        self._live, self._steps = {}, {}
+        self.next_number = int(state["next_number"])
+        self.sampler = pickle.loads(base64.b64decode(state["sampler"]))  # written by save() above
+        self._study, self._live, self._steps = None, {}, {}
 
     @property
     def study(self) -> optuna.Study:
@@ -113,17 +138,52 @@ class StudySearcher(Searcher):
     # ----------------------------------------------------------------- Tune calls
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.exhausted:
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's "no more trials" marker
         baseline = bool(self.points)
         if baseline:
             self.study.enqueue_trial(self.points.pop(0), user_attrs={"baseline": True})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an enqueued base value off the search grid is run as is
-            trial = self.study.ask()
-            constants = self.space(trial) or {}
+        proposed = self._new_proposal()
+        if proposed is None:
+            self.exhausted = True
+            print(
+                f"search space exhausted: {MAX_REDRAWS} proposals in a row repeated earlier trials; "
+                f"the search ends with {self.next_number} trials",
+                flush=True,
+            )
+            return Searcher.FINISHED  # type: ignore[return-value]
+        trial, constants = proposed
+        number, self.next_number = self.next_number, self.next_number + 1
+        trial.set_user_attr(NUMBER_ATTR, number)
         trial.set_user_attr("tune_trial_id", trial_id)
         self.numbers[trial_id] = trial.number
         self._live[trial_id], self._steps[trial_id] = trial, set()
-        return with_meta({**trial.params, **constants}, TrialMeta(baseline=baseline, number=trial.number))
+        return with_meta({**trial.params, **constants}, TrialMeta(baseline=baseline, number=number))
+
+    def _new_proposal(self) -> tuple[optuna.Trial, dict[str, Any]] | None:
+        """An Optuna trial whose parameters no earlier trial of the sweep had (a repeat is told
+        FAIL with `duplicate_of` and drawn again); None when none came in MAX_REDRAWS draws."""
+        for _ in range(MAX_REDRAWS):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an enqueued base value off the search grid is run as is
+                trial = self.study.ask()
+                constants = self.space(trial) or {}
+            twin = self._twin(trial.params)
+            if twin is None:
+                return trial, constants
+            trial.set_user_attr("duplicate_of", twin)
+            self.study.tell(trial, state=StudyState.FAIL)
+        return None
+
+    def _twin(self, params: dict[str, Any]) -> int | None:
+        """The number of an earlier trial of the sweep with these parameters, if any. The trial
+        about to be numbered `next_number` itself does not count: a resumed sweep proposes again
+        what a killed driver had proposed but Tune never recorded."""
+        for t in self.study.get_trials(deepcopy=False):
+            number = t.user_attrs.get(NUMBER_ATTR)
+            if number is not None and number != self.next_number and t.params == params:
+                return int(number)
+        return None
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._open(trial_id)

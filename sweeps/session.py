@@ -25,6 +25,7 @@ class SweepSession:
     tune_storage: Storage
     experiment_id: str = ""
     parent_id: str = ""
+    leg: int = 1  # 1 for the driver that started the sweep, +1 for each --resume
 
     @property
     def separate_storage(self) -> bool:

@@ -14,13 +14,14 @@ import dataclasses
 import json
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from sweeps.files import LOCK_FILE, STATE_FILE
+from sweeps.files import LOCK_FILE, LOG_FILE, STATE_FILE, STUDY_FILE
 from sweeps.spec import SpecError
 from sweeps.storage import Storage, open_storage, sweep_storage
 
@@ -62,6 +63,20 @@ def find_resumable(out_dir: Path, name: str, flag: str = "--resume") -> Path:
 
 
 @dataclass(frozen=True)
+class Span:
+    """One stage run by one driver process (a leg): a sweep resumed twice has three legs."""
+
+    leg: int  # 1 for the driver that started the sweep, +1 for each --resume
+    stage: str  # "search" or "confirm"
+    started: float  # epoch seconds
+    ended: float | None = None  # None while it runs (or when its driver was killed)
+
+    @property
+    def wall_s(self) -> float:
+        return max(0.0, (self.ended if self.ended is not None else self.started) - self.started)
+
+
+@dataclass(frozen=True)
 class SweepState:
     """What `sweep.json` holds: everything a `--resume` or `--sync` reuses."""
 
@@ -73,6 +88,15 @@ class SweepState:
     storage_name: str = ""  # this sweep's folder in that storage
     experiment_id: str = ""  # set once the parent run exists
     parent_run_id: str = ""
+    spans: tuple[Span, ...] = ()  # the stages each leg ran, for the sweep's totals
+
+    @property
+    def legs(self) -> int:
+        return max((s.leg for s in self.spans), default=0)
+
+    def wall_s(self, stage: str) -> float:
+        """Wall time of `stage` summed over every leg."""
+        return sum(s.wall_s for s in self.spans if s.stage == stage)
 
     def but(self, **changes: Any) -> SweepState:
         """A copy with `changes` (the state is frozen: a change is written as a whole)."""
@@ -105,7 +129,8 @@ def read_state(sweep_dir: Path) -> SweepState:
         raise SpecError(f"{path}: not a sweep state file; the sweep cannot be resumed")
     known = {f.name for f in dataclasses.fields(SweepState)}
     try:
-        return SweepState(**{k: v for k, v in state.items() if k in known})
+        spans = tuple(Span(**span) for span in state.get("spans", []))
+        return SweepState(**{**{k: v for k, v in state.items() if k in known}, "spans": spans})
     except TypeError as exc:
         raise SpecError(f"{path}: not a sweep state file ({exc}); the sweep cannot be resumed") from None
 
@@ -118,6 +143,28 @@ def write_state(sweep_dir: Path, state: SweepState) -> None:
     with os.fdopen(fd, "w") as fh:
         fh.write(json.dumps(dataclasses.asdict(state), indent=1))
     os.replace(tmp, sweep_dir / STATE_FILE)
+
+
+def begin_span(sweep_dir: Path, leg: int, stage: str) -> None:
+    """Record that this leg starts `stage` now. A span a killed driver left open ends at the
+    sweep's last sign of life (its study's or log's last write)."""
+    state = read_state(sweep_dir)
+    last = last_activity(sweep_dir)
+    spans = [s if s.ended is not None else dataclasses.replace(s, ended=max(s.started, last)) for s in state.spans]
+    write_state(sweep_dir, state.but(spans=(*spans, Span(leg, stage, time.time()))))
+
+
+def end_span(sweep_dir: Path) -> None:
+    """The running span ends now (the stage finished or was interrupted)."""
+    state = read_state(sweep_dir)
+    now = time.time()
+    write_state(sweep_dir, state.but(spans=tuple(dataclasses.replace(s, ended=s.ended or now) for s in state.spans)))
+
+
+def last_activity(sweep_dir: Path) -> float:
+    """When the sweep last wrote its study or its log (a killed driver's last sign of life)."""
+    times = [p.stat().st_mtime for p in (sweep_dir / STUDY_FILE, sweep_dir / LOG_FILE) if p.is_file()]
+    return max(times, default=0.0)
 
 
 _LOCKS: list[FileLock] = []  # held until the process exits

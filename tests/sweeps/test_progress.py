@@ -43,6 +43,7 @@ def test_trial_directories_are_short_and_end_in_the_trial_id() -> None:
 
 def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_before_reporting() -> None:
     from sweeps.report import build_report
+    from sweeps.sweep_dir import Span, SweepState
 
     spec = SimpleNamespace(metric="val/transfer/l1", mode="min", max_epochs=8)
     base = {"sweep": {"stage": "search", "number": 0, "baseline": True}}
@@ -55,7 +56,7 @@ def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_befor
     crashed = SimpleNamespace(
         metrics={}, config={"sweep": {"number": 1}}, error=RuntimeError("boom"), path="/x/tune/trial_1_bb"
     )
-    report = build_report(spec, [done, crashed], 10.0)  # type: ignore[arg-type]
+    report = build_report(spec, [done, crashed], SweepState("sqlite:////x", spans=(Span(1, "search", 0.0, 10.0),)))
     assert [(r.trial_id, r.number, r.state, r.epochs) for r in report.rows] == [
         ("aa", 0, "completed", 8),
         ("bb", 1, "crashed", 0),

@@ -241,3 +241,44 @@ def test_sampler_is_seeded_from_the_spec(tmp_path: Path) -> None:
 )
 def test_parse_number_accepts_only_finite_64_bit_numbers(value: Any, integer: bool, expected: Any) -> None:
     assert parse_number(value, integer) == expected
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_resumed_search_proposes_what_an_uninterrupted_one_would(tmp_path: Path, sampler: str) -> None:
+    """Tune pickles the searcher when the sweep starts and restores its saved state on --resume:
+    the sampler's random state comes back with it, so the search goes on instead of starting over."""
+    spec = make_spec(tmp_path, sampler=sampler, seed=3)
+    whole = [sampled_flat(c) for c in run_searcher(searcher(spec, tmp_path / "whole"), 8)]
+
+    first = searcher(spec, tmp_path / "cut")
+    at_start = pickle.dumps(first)  # what Tune keeps of the searcher from the start
+    run_searcher(first, 3)
+    running = first.suggest("trial_3")
+    assert running is not None and trial_meta(running).number == 3
+    first.on_trial_result("trial_3", {"val/transfer/l1": 0.5, "training_iteration": 1})
+    first.save(str(tmp_path / "searcher.json"))
+    restored = pickle.loads(at_start)
+    restored.restore(str(tmp_path / "searcher.json"))
+    assert fail_running_trials(spec, tmp_path / "cut") == 1
+    value = abs(math.log(sampled_flat(running)["losses/KL/end_ramp_val"]))
+    restored.on_trial_complete("trial_3", {"val/transfer/l1": value, "training_iteration": spec.max_epochs})
+    after = run_searcher(restored, 4, start=4)
+    assert [trial_meta(c).number for c in after] == [4, 5, 6, 7]
+    cut = [sampled_flat(c) for c in run_searcher(searcher(spec, tmp_path / "again"), 3)]  # the same first three
+    assert cut + [sampled_flat(running)] + [sampled_flat(c) for c in after] == whole
+    study = load_study(spec, tmp_path / "cut")
+    numbers = [t.user_attrs["trial"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(numbers) == list(range(8))  # one sweep number per trial; Optuna's own numbers differ
+    assert [t.number for t in study.trials if t.user_attrs["trial"] == 3] == [3, 4]  # the interrupted one, continued
+
+
+def test_no_two_trials_share_a_configuration_until_the_space_is_exhausted(tmp_path: Path, capsys: Any) -> None:
+    space = {"parameters": {"model/appearance_input": {"values": ["crops", "image"]}}, "num_samples": 5}
+    spec = make_spec(tmp_path, **space)
+    s = searcher(spec, tmp_path / "sweep")
+    configs = [s.suggest(f"t{i}") for i in range(3)]
+    assert [sampled_flat(c)["model/appearance_input"] for c in configs[:2]] == ["crops", "image"]  # type: ignore[arg-type]
+    assert configs[2] == "FINISHED" and s.suggest("t3") == "FINISHED"
+    assert "search space exhausted" in capsys.readouterr().out
+    repeats = [t for t in load_study(spec, tmp_path / "sweep").trials if "duplicate_of" in t.user_attrs]
+    assert repeats and all(t.state == optuna.trial.TrialState.FAIL for t in repeats)

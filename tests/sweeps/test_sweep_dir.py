@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from sweeps.outbox import Outbox
 from sweeps.spec import SpecError
-from sweeps.sweep_dir import SweepState, create_sweep_dir, find_resumable, read_state, resume_tracking_uri, write_state
+from sweeps.sweep_dir import (
+    SweepState,
+    begin_span,
+    create_sweep_dir,
+    end_span,
+    find_resumable,
+    read_state,
+    resume_tracking_uri,
+    write_state,
+)
 from sweeps.tracking import check_tracking, open_store, redact
 
 
@@ -127,3 +138,21 @@ def test_outbox_hands_out_a_queued_runs_id_once_it_is_created(tmp_path: Path) ->
     assert run_id and run_id == box.runs["t1"]
     assert box.wait_for_run("never", 0.2) == ""
     assert box.flush(timeout_s=30) == 0
+
+
+def test_the_totals_add_up_every_leg_and_a_killed_leg_ends_at_its_last_sign_of_life(tmp_path: Path) -> None:
+    write_state(tmp_path, SweepState(tracking_uri="sqlite:////x/mlflow.db"))
+    begin_span(tmp_path, 1, "search")
+    end_span(tmp_path)
+    begin_span(tmp_path, 2, "search")  # this driver is killed: its span stays open
+    (tmp_path / "optuna.db").write_text("")  # the study's last write
+    os.utime(tmp_path / "optuna.db", (time.time() + 5, time.time() + 5))
+    begin_span(tmp_path, 3, "search")  # --resume
+    end_span(tmp_path)
+    begin_span(tmp_path, 3, "confirm")
+    end_span(tmp_path)
+    state = read_state(tmp_path)
+    assert [(s.leg, s.stage) for s in state.spans] == [(1, "search"), (2, "search"), (3, "search"), (3, "confirm")]
+    assert all(s.ended is not None for s in state.spans) and state.legs == 3
+    assert 4.5 < state.spans[1].wall_s < 6  # closed at optuna.db's mtime
+    assert state.wall_s("search") == pytest.approx(sum(s.wall_s for s in state.spans[:3]))

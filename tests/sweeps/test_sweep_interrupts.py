@@ -7,7 +7,9 @@ a real `mlflow server` on 127.0.0.1, kills it mid-sweep and starts it again.
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -253,3 +255,57 @@ def test_a_server_still_down_at_the_end_leaves_the_calls_on_disk_for_sync(tmp_pa
         _unique_steps(client, kids, 2)
     finally:
         _stop_server(server)
+
+
+def _end_line(output: str) -> re.Match[str]:
+    found = re.search(r"(\d+) trials in (\d+) s wall(?: over (\d+) legs)?.*compute fraction ([\d.]+)", output)
+    assert found is not None, output[-3000:]
+    return found
+
+
+def test_a_resumed_search_goes_on_where_it_stopped_with_one_number_per_trial(tmp_path: Path) -> None:
+    """SIGINT during the search, then --resume: the proposals are those of an uninterrupted sweep
+    with the same seed (random sampler, one trial at a time), none repeated; every trial keeps one
+    number in the output, results.csv, MLflow and optuna.db; the totals add up both legs."""
+    spec = write_spec(tmp_path / "legs.yaml", "legs", num_samples=4, max_concurrent_trials=1, max_epochs=3)
+    raw = yaml.safe_load(spec.read_text())
+    raw["fixed"]["training"]["steps_per_epoch"] = 6
+    raw["sampler"] = "random"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cut, whole = tmp_path / "cut", tmp_path / "whole"
+    cut.mkdir()
+    whole.mkdir()
+    sweep = Sweep([str(spec)], cut)
+    sweep.wait_for("trial 1 (")  # the baseline finished, the first sampled trial started
+    sweep.wait_for("epoch 1/3: val/transfer/l1", timeout=120)
+    sweep.proc.send_signal(signal.SIGINT)
+    assert sweep.finish(180) == 130, sweep.output[-3000:]
+    resumed = run_cli([str(spec), "--resume"], cut, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    fresh = run_cli([str(spec)], whole, timeout=900)
+    assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
+
+    def proposals(cwd: Path) -> dict[str, tuple[str, ...]]:
+        with open(cwd / "sweeps_out" / "legs" / "results.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        params = [k for k in rows[0] if k.startswith("losses/")]
+        return {r["trial"]: tuple(r[p] for p in params) for r in rows}
+
+    got = proposals(cut)
+    assert got == proposals(whole) and len(set(got.values())) == 4
+    assert set(got) == {"0", "1", "2", "3"}
+    printed = {int(n) for n in re.findall(r"^trial (\d+) \(", sweep.output + resumed.stdout, re.MULTILINE)}
+    assert printed == {0, 1, 2, 3}
+    _, kids = children(client_for(cut), "legs")
+    assert sorted(k.info.run_name.rsplit(" ", 1)[0] for k in kids) == [f"trial {n}" for n in range(4)]
+    sweep_dir = cut / "sweeps_out" / "legs"
+    study = optuna.load_study(study_name="legs", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.user_attrs["trial"] for t in done) == [0, 1, 2, 3]
+    assert any("resumed_from_trial" in t.user_attrs for t in done)  # Optuna's numbers behind trial 1 differ
+    end = _end_line(resumed.stdout)
+    state = json.loads((sweep_dir / "sweep.json").read_text())
+    legs = {s["leg"] for s in state["spans"]}
+    search_wall = sum(s["ended"] - s["started"] for s in state["spans"] if s["stage"] == "search")
+    assert end.group(1) == "4" and end.group(3) == "2" and legs == {1, 2}
+    assert abs(int(end.group(2)) - search_wall) <= 1 and float(end.group(4)) <= 1.0
