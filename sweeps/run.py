@@ -36,7 +36,7 @@ from sweeps.sweep_dir import (  # noqa: E402
     resume_tracking_uri,
     write_state,
 )
-from sweeps.tracking import TrackingError, bound_http_calls, tracking_uri  # noqa: E402
+from sweeps.tracking import PASSWORD_ENV, TrackingError, bound_http_calls, tracking_uri  # noqa: E402
 from vunet_core import ConfigError, PathsError, parse_overrides  # noqa: E402
 
 DEFAULT_OUT = "sweeps_out"
@@ -126,7 +126,8 @@ def open_sweep(args: argparse.Namespace, spec: SweepSpec, overrides: dict[str, A
     out_dir = Path(args.out_dir).expanduser().resolve()
     sweep_dir = Path(args.sweep_dir).resolve() if args.sweep_dir else find_resumable(out_dir, spec.name, flag)
     state = read_state(sweep_dir)
-    state = state.but(tracking_uri=resume_tracking_uri(state, os.environ.get("MLFLOW_TRACKING_URI", "").strip()))
+    env_uri, env_password = os.environ.get("MLFLOW_TRACKING_URI", "").strip(), os.environ.get(PASSWORD_ENV, "")
+    state = state.but(tracking_uri=resume_tracking_uri(state, env_uri, env_password))
     check_same_overrides(state, overrides)
     check_same_storage(state, open_storage(given).uri if given else None)
     state = state.but(cwd=state.cwd or str(Path.cwd()))

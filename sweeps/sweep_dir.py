@@ -80,7 +80,7 @@ class Span:
 class SweepState:
     """What `sweep.json` holds: everything a `--resume` or `--sync` reuses."""
 
-    tracking_uri: str  # the MLflow store the sweep logs to
+    tracking_uri: str  # the MLflow store the sweep logs to (on disk: without its password)
     cwd: str = ""  # the working directory relative paths were resolved against
     spec: str = ""  # the sweep file, absolute
     overrides: dict[str, Any] = field(default_factory=dict)  # the command line's PATH VALUE pairs
@@ -136,12 +136,15 @@ def read_state(sweep_dir: Path) -> SweepState:
 
 
 def write_state(sweep_dir: Path, state: SweepState) -> None:
-    """Write `sweep.json` atomically (a crash leaves the old file or the new one); owner-only,
-    since the tracking URI may hold a password."""
+    """Write `sweep.json` atomically (a crash leaves the old file or the new one). No secret at
+    rest: the tracking URI is written without its password (`--resume` and `--sync` take it from
+    the environment, :func:`resume_tracking_uri`); owner-only all the same."""
+    from sweeps.tracking import redact
+
     tmp = sweep_dir / f".{STATE_FILE}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(dataclasses.asdict(state), indent=1))
+        fh.write(json.dumps(dataclasses.asdict(state.but(tracking_uri=redact(state.tracking_uri))), indent=1))
     os.replace(tmp, sweep_dir / STATE_FILE)
 
 
@@ -208,14 +211,25 @@ def check_same_storage(state: SweepState, storage: str | None) -> None:
         )
 
 
-def resume_tracking_uri(state: SweepState, env_uri: str) -> str:
-    """The recorded tracking URI; an explicit different MLFLOW_TRACKING_URI is an error."""
-    recorded = state.tracking_uri
-    if env_uri and env_uri != recorded:
-        from sweeps.tracking import redact
+def resume_tracking_uri(state: SweepState, env_uri: str, env_password: str = "") -> str:
+    """The store the sweep started in, with its credentials from the environment: an explicit
+    MLFLOW_TRACKING_URI must name that store (its password is then used); else a recorded
+    `user:***@host` takes MLFLOW_TRACKING_PASSWORD. A missing password or another store is an error."""
+    from sweeps.tracking import redact, with_password
 
+    recorded = state.tracking_uri
+    if env_uri and redact(env_uri) != redact(recorded):
         raise SpecError(
             f"--resume: MLFLOW_TRACKING_URI={redact(env_uri)} differs from the sweep's store {redact(recorded)}; "
             "unset it (the sweep continues in the store it started in)"
         )
-    return recorded
+    if env_uri:
+        return env_uri
+    if redact(recorded) != recorded or "***" not in recorded:
+        return recorded  # no password, or one recorded by an older version
+    if not env_password:
+        raise SpecError(
+            f"--resume: the sweep's tracking server {recorded} needs its password, which sweep.json does not keep; "
+            "set MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_URI with the credentials)"
+        )
+    return with_password(recorded, env_password)

@@ -34,6 +34,7 @@ from vunet_core import one_line
 TRIAL_ID_TAG = "ray_trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 STATE_TAG = "trial_state"
+PASSWORD_ENV = "MLFLOW_TRACKING_PASSWORD"  # MLflow's own variable for a server's basic-auth password
 METRIC_PREFIXES = ("train/", "val/", "time/", "perf/")
 MAX_BATCH = 100
 # Bounded calls to a tracking server: MLflow's defaults (120 s timeout, 7 retries with
@@ -71,6 +72,14 @@ def redact(uri: str) -> str:
     if parts.password is None:
         return uri
     netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def with_password(uri: str, password: str) -> str:
+    """`uri` (`scheme://user:***@host...`) with `password` in place of `***`."""
+    parts = urllib.parse.urlsplit(uri)
+    netloc = f"{parts.username}:{urllib.parse.quote(password, safe='')}@{parts.hostname}"
+    netloc += f":{parts.port}" if parts.port else ""
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 

@@ -60,13 +60,23 @@ def test_unwritable_out_dir_is_a_one_line_error(tmp_path: Path) -> None:
         create_sweep_dir(tmp_path / "file" / "sub", "smoke")
 
 
-def test_resume_keeps_the_recorded_store_and_refuses_another() -> None:
-    state = SweepState(tracking_uri="http://u:secret@127.0.0.1:5000")
-    assert resume_tracking_uri(state, "") == state.tracking_uri
-    assert resume_tracking_uri(state, state.tracking_uri) == state.tracking_uri
+def test_resume_keeps_the_recorded_store_and_refuses_another(tmp_path: Path) -> None:
+    write_state(tmp_path, SweepState(tracking_uri="http://u:s3cret@127.0.0.1:5000"))
+    assert "s3cret" not in (tmp_path / "sweep.json").read_text()  # no secret at rest
+    state = read_state(tmp_path)
+    assert state.tracking_uri == "http://u:***@127.0.0.1:5000"
+    with pytest.raises(SpecError, match="needs its password.*set MLFLOW_TRACKING_PASSWORD"):
+        resume_tracking_uri(state, "")
+    assert resume_tracking_uri(state, "", "p@ss/word") == "http://u:p%40ss%2Fword@127.0.0.1:5000"
+    full = "http://u:s3cret@127.0.0.1:5000"
+    assert resume_tracking_uri(state, full) == full  # the same store, credentials and all
     with pytest.raises(SpecError, match="differs from the sweep's store") as err:
-        resume_tracking_uri(state, "sqlite:////elsewhere/mlflow.db")
-    assert "secret" not in str(err.value)
+        resume_tracking_uri(state, "http://u:s3cret@127.0.0.1:5001")
+    assert "s3cret" not in str(err.value)
+    local = SweepState(tracking_uri="sqlite:////x/mlflow.db")
+    assert resume_tracking_uri(local, "") == local.tracking_uri
+    with pytest.raises(SpecError, match="differs from the sweep's store"):
+        resume_tracking_uri(local, "sqlite:////elsewhere/mlflow.db")
 
 
 def test_credentials_are_never_shown() -> None:

@@ -309,3 +309,35 @@ def test_a_resumed_search_goes_on_where_it_stopped_with_one_number_per_trial(tmp
     search_wall = sum(s["ended"] - s["started"] for s in state["spans"] if s["stage"] == "search")
     assert end.group(1) == "4" and end.group(3) == "2" and legs == {1, 2}
     assert abs(int(end.group(2)) - search_wall) <= 1 and float(end.group(4)) <= 1.0
+
+
+def test_no_password_at_rest_and_resume_takes_it_from_the_environment(tmp_path: Path) -> None:
+    """A sweep tracked on a server through `http://user:password@host`: nothing it writes holds the
+    password (sweep directory, Tune state, logs, outbox, the server's store and artifacts); its
+    --resume needs the password from the environment and says so in one line without it."""
+    secret = "Pw-4f9c2e81d7"
+    server_root, cwd = tmp_path / "server", tmp_path / "work"
+    server_root.mkdir()
+    cwd.mkdir()
+    port = _free_port()
+    server = _start_server(server_root, port)
+    try:
+        uri = f"http://alice:{secret}@127.0.0.1:{port}"
+        spec = write_spec(tmp_path / "pw.yaml", "pw", num_samples=3, max_concurrent_trials=1, max_epochs=2)
+        sweep = Sweep([str(spec)], cwd, MLFLOW_TRACKING_URI=uri)
+        sweep.wait_for("trial 1 (")
+        sweep.proc.send_signal(signal.SIGINT)
+        assert sweep.finish(180) == 130, sweep.output[-3000:]
+        refused = run_cli([str(spec), "--resume"], cwd)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "needs its password" in refused.stderr and "MLFLOW_TRACKING_PASSWORD" in refused.stderr
+        resumed = run_cli([str(spec), "--resume"], cwd, MLFLOW_TRACKING_PASSWORD=secret)
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert (cwd / "sweeps_out" / "pw" / "best_config.yaml").is_file()
+        _, kids = children(MlflowClient(f"http://127.0.0.1:{port}"), "pw")
+        assert len(kids) == 3 and {k.info.status for k in kids} == {"FINISHED"}
+    finally:
+        _stop_server(server)
+    found = subprocess.run(["grep", "-rl", secret, str(cwd), str(server_root)], capture_output=True, text=True)
+    assert found.stdout == "", found.stdout  # grep finds the password in no file the sweep or the server wrote
+    assert secret not in sweep.output + refused.stdout + refused.stderr + resumed.stdout + resumed.stderr
