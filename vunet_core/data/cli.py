@@ -66,22 +66,22 @@ def _config(args: argparse.Namespace, extra: Sequence[str]) -> Config:
 def _run(args: argparse.Namespace, extra: Sequence[str]) -> None:
     from vunet_core.data import convert_pickle, generate_people, prepare_data
     from vunet_core.data.preview import write_preview
+    from vunet_core.data.synthetic import synthetic_settings
 
     progress = not args.no_progress
     if args.command == "synth":
         start = time.perf_counter()
         n = args.identities * args.poses
-        index = generate_people(
-            args.out,
-            args.size,
-            args.identities,
-            args.poses,
-            args.val_identities,
-            args.seed,
-            progress,
-            background=args.background,
-            clothes=args.clothes,
-        )
+        flags = {
+            "num_identities": args.identities,
+            "poses_per_identity": args.poses,
+            "val_identities": args.val_identities,
+            "seed": args.seed,
+            "background": args.background,
+            "clothes": args.clothes,
+        }
+        settings = synthetic_settings(args.size, flags)
+        index = generate_people(settings, out=args.out, size=args.size, progress=progress)
         seconds = time.perf_counter() - start
         print(f"wrote {n} images of {args.identities} people to {index.parent} ({n / seconds:.0f} images/s)")
     elif args.command == "convert":

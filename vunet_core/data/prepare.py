@@ -29,16 +29,7 @@ from vunet_core.paths import PathsError, check_writable_dir
 
 def synthetic_dir(cfg: Config) -> Path:
     """Where the generated dataset for these settings lives: <cache_dir>/synthetic/<name>."""
-    s = cfg.data.synthetic
-    name = synthetic_name(
-        cfg.model.spatial_size,
-        s.num_identities,
-        s.poses_per_identity,
-        s.val_identities,
-        s.seed,
-        s.background,
-        s.clothes,
-    )
+    name = synthetic_name(cfg.model.spatial_size, cfg.data.synthetic)
     return Path(cfg.data.cache_dir).expanduser() / "synthetic" / name
 
 
@@ -51,18 +42,7 @@ def ensure_synthetic(cfg: Config, progress: bool = True) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not index.is_file():  # another process may have finished while we waited
-            s = cfg.data.synthetic
-            generate_people(
-                out,
-                cfg.model.spatial_size,
-                s.num_identities,
-                s.poses_per_identity,
-                s.val_identities,
-                s.seed,
-                progress,
-                background=s.background,
-                clothes=s.clothes,
-            )
+            generate_people(cfg.data.synthetic, out=out, size=cfg.model.spatial_size, progress=progress)
     return index
 
 
@@ -77,10 +57,7 @@ def check_data(cfg: Config) -> None:
     """Raise DataError (one line naming the file/setting) unless the data can be prepared."""
     _check_cache_dir(cfg)
     if cfg.data.root == "":
-        s = cfg.data.synthetic
-        check_synthetic_settings(
-            cfg.model.spatial_size, s.num_identities, s.poses_per_identity, s.val_identities, s.background, s.clothes
-        )
+        check_synthetic_settings(cfg.model.spatial_size, cfg.data.synthetic)
         return
     index = read_index(find_index(cfg.data.root), cfg.data.allow_pickle)
     # Headers are verified only when the cache will be built (a built cache assumes unchanged images).

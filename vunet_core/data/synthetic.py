@@ -5,7 +5,8 @@ splits, the 18 keypoints of spec §9.2 normalized by the image size, and each
 person's look under ``meta``). The last ``val_identities`` people form the
 validation split, so validation identities are never seen in training and every
 validation image has ground truth for appearance transfer (the same person in
-another pose). Output is a pure function of the arguments: same seed, same bytes.
+another pose). Output is a pure function of the settings (a :class:`~vunet_core.config.SyntheticConfig`)
+and the image size: same seed, same bytes.
 Writing goes to a temporary sibling directory that is renamed into place at the
 end, so a reader never sees a half-written dataset.
 """
@@ -15,13 +16,16 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from vunet_core.config import SyntheticConfig
 from vunet_core.data.errors import DataError
 from vunet_core.data.index import INDEX_JSON, DatasetIndex, write_project_index
 from vunet_core.data.people import BACKGROUNDS, CLOTHES, make_identity, make_pose
@@ -30,64 +34,52 @@ from vunet_core.data.render import render_person
 GENERATOR_VERSION = 1  # bump when the drawing changes: cached datasets are keyed by it
 
 
-def synthetic_name(
-    size: int,
-    num_identities: int,
-    poses_per_identity: int,
-    val_identities: int,
-    seed: int,
-    background: str = "scene",
-    clothes: str = "varied",
-) -> str:
+def synthetic_name(size: int, settings: SyntheticConfig) -> str:
     """Directory name of a generated dataset: every setting that changes its bytes (the looks only
     when not the defaults, so datasets generated before the options keep their names)."""
-    looks = ("" if background == "scene" else f"-{background}") + ("" if clothes == "varied" else f"-{clothes}")
+    s = settings
+    looks = ("" if s.background == "scene" else f"-{s.background}") + ("" if s.clothes == "varied" else f"-{s.clothes}")
     return (
-        f"people-g{GENERATOR_VERSION}-s{size}-n{num_identities}-p{poses_per_identity}-v{val_identities}"
-        f"{looks}-seed{seed}"
+        f"people-g{GENERATOR_VERSION}-s{size}-n{s.num_identities}-p{s.poses_per_identity}-v{s.val_identities}"
+        f"{looks}-seed{s.seed}"
     )
 
 
-def check_synthetic_settings(
-    size: int,
-    num_identities: int,
-    poses_per_identity: int,
-    val_identities: int,
-    background: str = "scene",
-    clothes: str = "varied",
-) -> None:
+def check_synthetic_settings(size: int, settings: SyntheticConfig) -> None:
     """One clear line for settings that cannot give both splits (names the config paths)."""
-    for path, value, known in (("background", background, BACKGROUNDS), ("clothes", clothes, CLOTHES)):
-        if value not in known:
-            raise DataError(f"data/synthetic/{path} (--{path}): got {value!r}, expected one of {', '.join(known)}")
+    _check_values(size, asdict(settings))
+
+
+def synthetic_settings(size: int, values: Mapping[str, Any]) -> SyntheticConfig:
+    """The settings of loose values keyed by :class:`SyntheticConfig`'s field names (the ``synth``
+    command's flags), checked as :func:`check_synthetic_settings` checks them before the dataclass
+    checks itself, so a bad flag gets the line that names its config path and its flag."""
+    _check_values(size, values)
+    return SyntheticConfig(**values)
+
+
+def _check_values(size: int, values: Mapping[str, Any]) -> None:
+    for path, known in (("background", BACKGROUNDS), ("clothes", CLOTHES)):
+        if values[path] not in known:
+            raise DataError(
+                f"data/synthetic/{path} (--{path}): got {values[path]!r}, expected one of {', '.join(known)}"
+            )
     if size < 16:
         raise DataError(f"model/spatial_size: got {size}, generated people need >= 16 px")
-    if poses_per_identity < 2:
+    poses, val, num = values["poses_per_identity"], values["val_identities"], values["num_identities"]
+    if poses < 2:
+        raise DataError(f"data/synthetic/poses_per_identity (--poses): got {poses}, transfer pairs need >= 2")
+    if not 1 <= val < num:
         raise DataError(
-            f"data/synthetic/poses_per_identity (--poses): got {poses_per_identity}, transfer pairs need >= 2"
-        )
-    if not 1 <= val_identities < num_identities:
-        raise DataError(
-            f"data/synthetic/val_identities (--val-identities): got {val_identities}, expected 1 .. "
-            f"data/synthetic/num_identities - 1 = {num_identities - 1} (training needs people too)"
+            f"data/synthetic/val_identities (--val-identities): got {val}, expected 1 .. "
+            f"data/synthetic/num_identities - 1 = {num - 1} (training needs people too)"
         )
 
 
-def generate_people(
-    out: Path,
-    size: int = 64,
-    num_identities: int = 48,
-    poses_per_identity: int = 12,
-    val_identities: int = 8,
-    seed: int = 0,
-    progress: bool = True,
-    *,
-    background: str = "scene",
-    clothes: str = "varied",
-) -> Path:
-    """Render the dataset into `out` (must not exist or be empty); returns the index.json path.
-    `background` and `clothes` choose the looks (`people.BACKGROUNDS`, `people.CLOTHES`)."""
-    check_synthetic_settings(size, num_identities, poses_per_identity, val_identities, background, clothes)
+def generate_people(settings: SyntheticConfig, *, out: Path, size: int = 64, progress: bool = True) -> Path:
+    """Render the dataset of `settings` at `size` px into `out` (must not exist or be empty); returns the
+    index.json path. `settings.background` and `.clothes` choose the looks (`people.BACKGROUNDS`, `people.CLOTHES`)."""
+    check_synthetic_settings(size, settings)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"{out}: already exists and is not empty; remove it or choose another --out")
@@ -95,8 +87,7 @@ def generate_people(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        looks = {"background": background, "clothes": clothes}
-        index = _render_all(tmp, size, num_identities, poses_per_identity, val_identities, seed, progress, looks)
+        index = _render_all(tmp, settings, size=size, progress=progress)
         write_project_index(tmp / INDEX_JSON, index)
         if out.exists():
             out.rmdir()  # empty, checked above
@@ -106,16 +97,10 @@ def generate_people(
     return out / INDEX_JSON
 
 
-def _render_all(
-    root: Path,
-    size: int,
-    num_identities: int,
-    poses: int,
-    val_identities: int,
-    seed: int,
-    progress: bool,
-    looks: dict[str, str],
-) -> DatasetIndex:
+def _render_all(root: Path, settings: SyntheticConfig, *, size: int, progress: bool) -> DatasetIndex:
+    seed, num_identities, val_identities = settings.seed, settings.num_identities, settings.val_identities
+    poses = settings.poses_per_identity
+    looks = {"background": settings.background, "clothes": settings.clothes}
     paths: list[str] = []
     persons: list[str | None] = []
     train: list[bool] = []

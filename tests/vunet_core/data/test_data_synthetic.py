@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from vunet_core.config import SyntheticConfig
 from vunet_core.data import DataError, Splits, generate_people, make_stickman
+from vunet_core.data.cli import main
 from vunet_core.data.crops import make_crops
 from vunet_core.data.joints import TORSO_JOINTS, J
 from vunet_core.data.synthetic import synthetic_name
+
+
+def _people(num_identities: int, poses: int, val_identities: int, **looks: Any) -> SyntheticConfig:
+    return SyntheticConfig(
+        num_identities=num_identities, poses_per_identity=poses, val_identities=val_identities, **looks
+    )
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -21,7 +30,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     def files(out: str, seed: int) -> dict[str, bytes]:
-        return _files(generate_people(tmp_path / out, 32, 3, 2, 1, seed=seed, progress=False).parent)
+        return _files(generate_people(_people(3, 2, 1, seed=seed), out=tmp_path / out, size=32, progress=False).parent)
 
     a, b, c = files("a", 0), files("b", 0), files("c", 1)
     assert len(a) == 3 * 2 + 1 and a == b
@@ -29,7 +38,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
 
 
 def test_person_keeps_its_shirt_in_every_pose(tmp_path: Path) -> None:
-    index_path = generate_people(tmp_path / "people", 64, 6, 4, 2, seed=0, progress=False)
+    index_path = generate_people(_people(6, 4, 2), out=tmp_path / "people", size=64, progress=False)
     index = json.loads(index_path.read_text())
     people = index["meta"]["people"]
     for entry in index["images"]:
@@ -52,7 +61,9 @@ def test_splits_are_disjoint(tiny_splits: Splits) -> None:
 
 
 def test_index_layout(tmp_path: Path) -> None:
-    index = json.loads(generate_people(tmp_path / "p", 32, 3, 2, 1, seed=3, progress=False).read_text())
+    index = json.loads(
+        generate_people(_people(3, 2, 1, seed=3), out=tmp_path / "p", size=32, progress=False).read_text()
+    )
     assert index["format"] == "vunet-index" and len(index["joint_order"]) == 18
     joints = np.asarray([e["joints"] for e in index["images"]])  # (N, 18, 2)
     present = np.asarray((joints >= 0).all(axis=2))
@@ -63,7 +74,7 @@ def test_index_layout(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [128, 256])
 def test_larger_sizes(tmp_path: Path, size: int) -> None:
-    index_path = generate_people(tmp_path / "p", size, 2, 2, 1, seed=0, progress=False)
+    index_path = generate_people(_people(2, 2, 1), out=tmp_path / "p", size=size, progress=False)
     index = json.loads(index_path.read_text())
     for entry in index["images"]:
         image = np.asarray(Image.open(index_path.parent / entry["path"]))
@@ -74,19 +85,21 @@ def test_larger_sizes(tmp_path: Path, size: int) -> None:
 
 def test_refuses_bad_settings_and_non_empty_output(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="data/synthetic/val_identities"):
-        generate_people(tmp_path / "x", 32, 3, 2, 3, progress=False)
+        generate_people(_people(3, 2, 3), out=tmp_path / "x", size=32, progress=False)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(DataError, match="already exists and is not empty"):
-        generate_people(tmp_path / "full", 32, 3, 2, 1, progress=False)
+        generate_people(_people(3, 2, 1), out=tmp_path / "full", size=32, progress=False)
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
 
 
 def test_studio_backgrounds_and_plain_clothes(tmp_path: Path) -> None:
     """`studio`: every person on the same plain background; `plain`: one strong colour per shirt,
     no pattern; the people's bodies and poses are the ones of the default looks."""
-    default = generate_people(tmp_path / "d", 64, 6, 2, 1, seed=0, progress=False)
-    looks = generate_people(tmp_path / "l", 64, 6, 2, 1, seed=0, progress=False, background="studio", clothes="plain")
+    default = generate_people(_people(6, 2, 1), out=tmp_path / "d", size=64, progress=False)
+    looks = generate_people(
+        _people(6, 2, 1, background="studio", clothes="plain"), out=tmp_path / "l", size=64, progress=False
+    )
     meta, base = json.loads(looks.read_text())["meta"], json.loads(default.read_text())["meta"]
     assert meta["generator"]["background"] == "studio" and meta["generator"]["clothes"] == "plain"
     corners = [np.asarray(Image.open(looks.parent / f"{p}/00.png"))[0, 0].astype(int) for p in meta["people"]]
@@ -103,9 +116,14 @@ def test_studio_backgrounds_and_plain_clothes(tmp_path: Path) -> None:
     assert json.loads(looks.read_text())["images"] == json.loads(default.read_text())["images"]  # same poses
 
 
-def test_looks_name_the_dataset_only_when_not_the_defaults_and_bad_looks_are_refused(tmp_path: Path) -> None:
-    assert synthetic_name(64, 48, 12, 8, 0) == "people-g1-s64-n48-p12-v8-seed0"  # names of existing caches hold
-    assert synthetic_name(64, 48, 12, 8, 0, "studio", "plain") == "people-g1-s64-n48-p12-v8-studio-plain-seed0"
-    with pytest.raises(DataError, match=r"data/synthetic/background \(--background\): got 'beach'"):
-        generate_people(tmp_path / "x", 32, 3, 2, 1, progress=False, background="beach")
+def test_looks_name_the_dataset_only_when_not_the_defaults_and_bad_looks_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert synthetic_name(64, _people(48, 12, 8)) == "people-g1-s64-n48-p12-v8-seed0"  # names of existing caches hold
+    studio = _people(48, 12, 8, background="studio", clothes="plain")
+    assert synthetic_name(64, studio) == "people-g1-s64-n48-p12-v8-studio-plain-seed0"
+    argv = ["synth", "--out", str(tmp_path / "x"), "--size", "32", "--identities", "3", "--poses", "2",
+            "--val-identities", "1", "--background", "beach", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("error: data/synthetic/background (--background): got 'beach'")
     assert not (tmp_path / "x").exists()
