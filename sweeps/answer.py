@@ -155,10 +155,12 @@ def _publish(session: SweepSession, files: list[Path]) -> None:
 
 def _slim(session: SweepSession, best: TrialRow | None) -> str:
     """Keep a whole checkpoint (model + optimizer) for the answer only; say what the sweep takes on disk."""
-    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, dir_size
+    from sweeps.tuner import TUNE_DIR_NAME, confirm_dir, dir_size
 
     keep = {best.trial_id} if best is not None else set()
-    stages = [session.tune_storage.child(name) for name in (TUNE_DIR_NAME, CONFIRM_DIR_NAME)]
+    rounds = session.spec.confirm.rounds if session.spec.confirm else 0
+    names = [TUNE_DIR_NAME, *(confirm_dir(k) for k in range(1, rounds + 1))]
+    stages = [session.tune_storage.child(name) for name in names]
     slimmed = sum(storage.slim_checkpoints(stage, keep)[0] for stage in stages)
     whole = f"trial {best.number} keeps model + optimizer state (to continue it); " if best is not None else ""
     size = f"sweep directory: {dir_size(session.sweep_dir) / 1e6:.0f} MB"

@@ -2,19 +2,18 @@
 
 After the search, the baseline and the `top_k` best search trials (among those that
 reached the top rung) are retrained for the full `max_epochs` with each of the
-`confirm/seeds`, fresh seeds the search never used. Per candidate this gives one final
-objective per seed; the difference of its mean to the baseline's mean gets a Welch
-95 % confidence interval (unequal variances, Welch-Satterthwaite degrees of freedom),
-and the verdict follows from the interval alone:
-
-- **better**: the whole interval is on the improving side of 0;
-- **worse**: the whole interval is on the other side, or a seed diverged or crashed;
-- **no detectable difference**: the interval contains 0.
+`confirm/seeds`, fresh seeds the search never used. Each candidate is then judged against
+the baseline by :mod:`sweeps.verdict` (better, worse, equivalent within the margin, or
+undecided). Undecided candidates, and the baseline with them, get another round of as many
+fresh seeds, up to `confirm/max_seeds`; decided ones stop. A seed that diverged or crashed
+makes its candidate worse. What stays undecided after the last round is reported so, with
+the seeds it used.
 
 The confirmed winner is the better candidate with the best mean; when there is none,
-the answer is the baseline and the report says so. The stage lives here whole: it picks the
-candidates, trains them (:func:`run_stage`: Tune trials in the same Ray session as the
-search, resumable), collects and judges their values, and reports them (table, CSV, plot,
+the answer is the baseline and the report says why (equivalent, worse, or the budget ran
+out). The stage lives here whole: it picks the candidates, trains them round by round
+(:func:`run_stage`: Tune trials in the same Ray session as the search, each round its own
+resumable Tune run), collects and judges their values, and reports them (table, CSV, plot,
 the parent run's metrics, the plain-language answer).
 """
 
@@ -28,17 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
+from sweeps import verdict
 from sweeps.report import SweepReport, TrialRow, ranked
 from sweeps.search import TrialMeta, sampled_flat, trial_meta, with_meta
 from sweeps.session import SweepSession
 from sweeps.spec import SweepSpec
 from sweeps.storage import slim_checkpoints
 from sweeps.trial_info import TrialState, end_state
+from sweeps.verdict import BETTER, EQUIVALENT, UNDECIDED, WORSE
 
-LEVEL = 0.95
-BETTER, SAME, WORSE = "better", "no detectable difference", "worse"
 BASELINE = "baseline"
 
 
@@ -50,9 +47,7 @@ class Candidate:
     row: TrialRow  # the search trial
     values: dict[int, float] = field(default_factory=dict)  # seed -> final objective
     failed: dict[int, TrialState] = field(default_factory=dict)  # seed -> diverged / crashed / early_stopped
-    delta: float = math.nan
-    ci: tuple[float, float] = (math.nan, math.nan)
-    verdict: str = ""
+    judged: verdict.Verdict | None = None  # at the last look it got
 
     @property
     def mean(self) -> float:
@@ -62,6 +57,26 @@ class Candidate:
     def std(self) -> float:
         return statistics.stdev(self.values.values()) if len(self.values) > 1 else math.nan
 
+    @property
+    def seeds_used(self) -> int:
+        return len(self.values) + len(self.failed)
+
+    @property
+    def decided(self) -> bool:
+        return self.judged is not None and self.judged.decided
+
+    @property
+    def verdict(self) -> str:
+        return self.judged.word if self.judged is not None else ""
+
+    @property
+    def delta(self) -> float:
+        return self.judged.delta if self.judged is not None else math.nan
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return self.judged.ci if self.judged is not None else (math.nan, math.nan)
+
 
 @dataclass
 class Confirmation:
@@ -70,6 +85,7 @@ class Confirmation:
     candidates: list[Candidate]
     wall_s: float = 0.0
     train_s: float = 0.0
+    margin: float = math.nan  # in the objective's units (confirm/margin resolved on the baseline's mean)
 
     @property
     def winner(self) -> Candidate:
@@ -86,33 +102,61 @@ class Confirmation:
         return min(scored, key=lambda c: sign * c.mean, default=None)
 
 
-def run_stage(
+def run_stage(  # noqa: PLR0913 - the stage's inputs: what it confirms, where it runs, how Tune is driven
     session: SweepSession,
     report: SweepReport,
     callbacks: list[Any],
     fit: Callable[[Any], Any],
     resume: bool,
+    stopped: Callable[[], bool],
 ) -> Confirmation:
-    """Retrain the baseline and the best search trials with fresh seeds (`fit` runs a Tuner to
-    its end or to an interrupt) and judge them; continues an interrupted confirmation. The
+    """Retrain the baseline and the best search trials with fresh seeds, round by round until
+    each candidate is decided or has `max_seeds` (`fit` runs a Tuner to its end or to an
+    interrupt; `stopped` says whether one came); continues an interrupted confirmation. The
     caller sets the wall time (it knows the legs)."""
-    from sweeps.tuner import CONFIRM_DIR_NAME, TUNE_DIR_NAME, can_resume, new_confirm_tuner, restored_tuner
+    from sweeps.tuner import TUNE_DIR_NAME
 
-    spec, storage = session.spec, session.tune_storage
+    spec = session.spec
     assert spec.confirm is not None
     candidates = pick_candidates(report, spec.confirm.top_k)
     # The confirmation needs no search checkpoint; those that may win stay whole.
-    slim_checkpoints(storage.child(TUNE_DIR_NAME), {c.row.trial_id for c in candidates})
+    slim_checkpoints(session.tune_storage.child(TUNE_DIR_NAME), {c.row.trial_id for c in candidates})
+    conf = Confirmation(spec, candidates[0], candidates[1:])
+    search_seed = int(session.base_tree["training"]["seed"])
+    for round_no in range(1, spec.confirm.rounds + 1):
+        runners = [conf.baseline, *(c for c in conf.candidates if not c.decided)]
+        seeds = spec.confirm.round_seeds(round_no, avoid=search_seed)
+        if len(runners) == 1 or not seeds:
+            break
+        _print_round(spec, round_no, runners, seeds)
+        results = fit(_round_tuner(session, callbacks, round_no, trial_configs(runners, seeds), resume))
+        if stopped():
+            break
+        conf.train_s += record(spec, runners, results)
+        judge_all(conf, round_no)
+    return conf
+
+
+def _round_tuner(
+    session: SweepSession, callbacks: list[Any], round_no: int, configs: list[dict[str, Any]], resume: bool
+) -> Any:
+    """The round's Tune run: restored when a resumed sweep had started it, else new."""
+    from sweeps.tuner import can_resume, confirm_dir, new_confirm_tuner, restored_tuner
+
+    name = confirm_dir(round_no)
+    if resume and can_resume(session.tune_storage, name):
+        return restored_tuner(session, callbacks, name)
+    return new_confirm_tuner(session, callbacks, configs, name)
+
+
+def _print_round(spec: SweepSpec, round_no: int, runners: list[Candidate], seeds: tuple[int, ...]) -> None:
+    assert spec.confirm is not None
+    what = "confirmation" if round_no == 1 else f"confirmation round {round_no} (undecided so far)"
     print(
-        f"confirmation: {', '.join(c.label for c in candidates)} x seeds "
-        f"{', '.join(map(str, spec.confirm.seeds))}, {spec.max_epochs} epochs each",
+        f"{what}: {', '.join(c.label for c in runners)} x seeds {', '.join(map(str, seeds))}, "
+        f"{spec.max_epochs} epochs each (at most {spec.confirm.max_seeds} seeds per candidate)",
         flush=True,
     )
-    if resume and can_resume(storage, CONFIRM_DIR_NAME):
-        tuner = restored_tuner(session, callbacks, CONFIRM_DIR_NAME)
-    else:
-        tuner = new_confirm_tuner(session, callbacks, trial_configs(candidates, spec.confirm.seeds))
-    return collect(spec, candidates, fit(tuner))
 
 
 def pick_candidates(report: SweepReport, top_k: int) -> list[Candidate]:
@@ -141,8 +185,9 @@ def trial_configs(candidates: list[Candidate], seeds: tuple[int, ...]) -> list[d
     return out
 
 
-def collect(spec: SweepSpec, candidates: list[Candidate], results: Any, wall_s: float = 0.0) -> Confirmation:
-    """Fill the candidates' per-seed values from the confirmation ResultGrid and judge them."""
+def record(spec: SweepSpec, candidates: list[Candidate], results: Any) -> float:
+    """Put a round's results (a ResultGrid) into the candidates' per-seed values; returns the
+    round's training seconds."""
     by_label = {c.label: c for c in candidates}
     train_s = 0.0
     for result in results:
@@ -157,54 +202,75 @@ def collect(spec: SweepSpec, candidates: list[Candidate], results: Any, wall_s: 
             cand.values[meta.seed] = float(last[spec.metric])
         else:
             cand.failed[meta.seed] = state
-    baseline, others = candidates[0], candidates[1:]
-    for c in others:
-        c.delta, c.ci, c.verdict = judge(list(c.values.values()), list(baseline.values.values()), spec.mode)
+    return train_s
+
+
+def judge_all(conf: Confirmation, round_no: int) -> None:
+    """Look at every candidate still undecided after round `round_no` (a failed seed: worse)."""
+    spec = conf.spec
+    assert spec.confirm is not None
+    level = verdict.look_level(spec.confirm.rounds)
+    base = list(conf.baseline.values.values())
+    conf.margin = spec.confirm.margin.absolute(conf.baseline.mean) if base else math.nan
+    for c in conf.candidates:
+        if c.decided:
+            continue
+        c.judged = verdict.judge(list(c.values.values()), base, spec.mode, conf.margin, level)
         if c.failed:
-            c.verdict = WORSE
-    return Confirmation(spec, baseline, others, wall_s, train_s)
+            c.judged = verdict.Verdict(c.judged.delta, c.judged.ci, level, WORSE)
 
 
-def judge(values: list[float], baseline: list[float], mode: str) -> tuple[float, tuple[float, float], str]:
-    """(mean difference to the baseline, its Welch CI, verdict) for `mode` min or max."""
-    if len(values) < 2 or len(baseline) < 2:
-        return math.nan, (math.nan, math.nan), SAME
-    delta = statistics.fmean(values) - statistics.fmean(baseline)
-    if statistics.stdev(values) == 0 and statistics.stdev(baseline) == 0:
-        low = high = delta  # no spread at all (e.g. a deterministic objective): the difference is exact
-    else:
-        ci = stats.ttest_ind(values, baseline, equal_var=False).confidence_interval(LEVEL)
-        low, high = float(ci.low), float(ci.high)
-    gain_low, gain_high = (-high, -low) if mode == "min" else (low, high)  # > 0 = improvement
-    verdict = BETTER if gain_low > 0 else WORSE if gain_high < 0 else SAME
-    return delta, (low, high), verdict
+def collect(spec: SweepSpec, candidates: list[Candidate], results: Any) -> Confirmation:
+    """One round's results judged at once (a confirmation of a single round)."""
+    conf = Confirmation(spec, candidates[0], candidates[1:])
+    conf.train_s = record(spec, candidates, results)
+    judge_all(conf, 1)
+    return conf
 
 
 # --------------------------------------------------------------------------- outputs
 
 
+def _seeds(conf: Confirmation) -> list[int]:
+    """Every seed any candidate used, in order."""
+    return sorted({s for c in [conf.baseline, *conf.candidates] for s in [*c.values, *c.failed]})
+
+
+def _label(c: Candidate, conf: Confirmation) -> str:
+    """The verdict in words: `equivalent within +-0.0007`, `undecided after 6 seeds`."""
+    if c.verdict == EQUIVALENT:
+        return f"{EQUIVALENT} within ±{conf.margin:.2g}"
+    if c.verdict == UNDECIDED:
+        return f"{UNDECIDED} after {c.seeds_used} seeds"
+    return c.verdict or "-"
+
+
 def write_csv(conf: Confirmation, path: Path) -> Path:
-    """One row per candidate: per-seed values, mean, std, difference and CI, verdict, values."""
+    """One row per candidate: per-seed values, seeds used, mean, std, difference and CI (and
+    its level), the margin, the verdict, the searched values."""
     params = sorted({k for c in [conf.baseline, *conf.candidates] for k in sampled_flat(c.row.config)})
-    seeds = conf.spec.confirm.seeds if conf.spec.confirm else ()
+    seeds = _seeds(conf)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["candidate", "search_trial_id", "search_value", "search_epochs", *(f"seed_{s}" for s in seeds),
-             "mean", "std", "delta", "delta_ci_low", "delta_ci_high", "verdict", *params]
+             "seeds_used", "mean", "std", "delta", "delta_ci_low", "delta_ci_high", "ci_level", "margin", "verdict",
+             *params]
         )  # fmt: skip
         for c in [conf.baseline, *conf.candidates]:
             flat = sampled_flat(c.row.config)
             per_seed = [c.values.get(s, c.failed.get(s, "")) for s in seeds]
+            level = c.judged.level if c.judged else ""
             w.writerow(
-                [c.label, c.row.trial_id, c.row.metric, c.row.epochs, *per_seed, c.mean, c.std, c.delta,
-                 c.ci[0], c.ci[1], c.verdict or "-", *(flat.get(p, "") for p in params)]
+                [c.label, c.row.trial_id, c.row.metric, c.row.epochs, *per_seed, c.seeds_used, c.mean, c.std,
+                 c.delta, c.ci[0], c.ci[1], level, conf.margin, c.verdict or "-", *(flat.get(p, "") for p in params)]
             )  # fmt: skip
     return path
 
 
 def plot(conf: Confirmation, path: Path) -> Path:
-    """Per-seed values per candidate (dots, mean as a bar), the baseline's mean +- std as a band."""
+    """Per-seed values per candidate (dots, mean as a bar), the baseline's mean +- std as a band
+    and its mean +- margin as dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,19 +292,25 @@ def _draw(conf: Confirmation, rows: list[Candidate], ax: Any) -> None:
         spread = base_std if math.isfinite(base_std) else 0.0
         ax.axhspan(base_mean - spread, base_mean + spread, color="tab:gray", alpha=0.25, label="baseline mean ± std")
         ax.axhline(base_mean, color="tab:gray", lw=1)
-    colours = {BETTER: "tab:green", SAME: "tab:blue", WORSE: "tab:red", "": "tab:gray"}
+        if math.isfinite(conf.margin) and conf.margin > 0:
+            for y in (base_mean - conf.margin, base_mean + conf.margin):
+                ax.axhline(y, color="tab:purple", lw=1, ls="--")
+            ax.plot([], [], color="tab:purple", lw=1, ls="--", label=f"baseline mean ± margin ({conf.margin:.2g})")
+    colours = {BETTER: "tab:green", EQUIVALENT: "tab:purple", UNDECIDED: "tab:blue", WORSE: "tab:red"}
     for i, c in enumerate(rows):
         ys = list(c.values.values())
         ax.scatter([i] * len(ys), ys, color=colours.get(c.verdict, "tab:gray"), zorder=3)
         if ys:
             ax.hlines(c.mean, i - 0.25, i + 0.25, color="black", lw=2, zorder=4)
-    ax.set_xticks(range(len(rows)), [f"{c.label}\n{c.verdict or 'reference'}" for c in rows], fontsize=8)
+    names = [
+        f"{c.label} ({c.seeds_used} seeds)\n{_label(c, conf) if c is not conf.baseline else 'reference'}" for c in rows
+    ]
+    ax.set_xticks(range(len(rows)), names, fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel(conf.spec.metric)
-    seeds = len(conf.spec.confirm.seeds) if conf.spec.confirm else 0
     better = "lower" if conf.spec.mode == "min" else "higher"
     ax.set_title(
-        f"confirmation of sweep {conf.spec.name}: {seeds} fresh seeds x {conf.spec.max_epochs} epochs\n"
+        f"confirmation of sweep {conf.spec.name}: fresh seeds x {conf.spec.max_epochs} epochs\n"
         f"dots: one seed each, bar: mean; {better} is better",
         fontsize=10,
     )
@@ -247,16 +319,17 @@ def _draw(conf: Confirmation, rows: list[Candidate], ax: Any) -> None:
 
 
 def format_table(conf: Confirmation) -> str:
-    seeds = conf.spec.confirm.seeds if conf.spec.confirm else ()
-    head = ["candidate", "search", "mean", "std", *(f"seed {s}" for s in seeds), "delta", "95% CI", "verdict"]
+    seeds = _seeds(conf)
+    level = next((c.judged.level for c in conf.candidates if c.judged), verdict.LEVEL)
+    head = ["candidate", "search", "seeds", "mean", "std", *(f"seed {s}" for s in seeds), "delta"]
+    head += [f"{level:.1%} CI", "verdict"]
     lines = [head]
     for c in [conf.baseline, *conf.candidates]:
         per_seed = [f"{c.values[s]:.4g}" if s in c.values else c.failed.get(s, "-") for s in seeds]
         ci = f"[{c.ci[0]:+.4f}, {c.ci[1]:+.4f}]" if math.isfinite(c.ci[0]) else "-"
         delta = f"{c.delta:+.4f}" if math.isfinite(c.delta) else "-"
-        lines.append(
-            [c.label, f"{c.row.metric:.4g}", _num(c.mean), _num(c.std), *per_seed, delta, ci, c.verdict or "-"]
-        )
+        row = [c.label, f"{c.row.metric:.4g}", str(c.seeds_used), _num(c.mean), _num(c.std), *per_seed, delta, ci]
+        lines.append([*row, _label(c, conf) if c is not conf.baseline else "-"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
 
@@ -264,37 +337,44 @@ def format_table(conf: Confirmation) -> str:
 def print_summary(conf: Confirmation) -> None:
     """What the terminal shows of the confirmation at the end of the sweep."""
     spec = conf.spec
-    seeds = len(spec.confirm.seeds) if spec.confirm else 0
+    assert spec.confirm is not None
     fraction = conf.train_s / max(1e-9, conf.wall_s * max(1, spec.max_concurrent_trials))
     print(
-        f"\nconfirmation: {len(conf.candidates) + 1} configs x {seeds} fresh seeds in "
-        f"{conf.wall_s:.0f} s wall (compute fraction {fraction:.2f}); {spec.metric} after "
-        f"{spec.max_epochs} epochs, difference to the baseline with a Welch {LEVEL:.0%} CI"
+        f"\nconfirmation: {len(conf.candidates) + 1} configs, {conf.baseline.seeds_used} fresh seeds for the "
+        f"baseline (at most {spec.confirm.max_seeds}) in {conf.wall_s:.0f} s wall (compute fraction {fraction:.2f}); "
+        f"{spec.metric} after {spec.max_epochs} epochs, difference to the baseline with a Welch CI at "
+        f"{verdict.LEVEL:.0%} over {spec.confirm.rounds} looks, margin {spec.confirm.margin} = ±{conf.margin:.2g}"
     )
     print(format_table(conf))
     print(summary(conf))
 
 
 def summary(conf: Confirmation) -> str:
-    """The plain-language answer."""
-    win = conf.winner
-    metric = conf.spec.metric
-    if win is conf.baseline:
-        top = conf.top
-        detail = ""
-        if top is not None:
-            detail = f" (closest: {top.label}, {metric} {top.mean:.4g} vs {conf.baseline.mean:.4g}, {top.verdict})"
-        return f"no candidate beat the baseline beyond seed noise{detail}; best_config.yaml is the baseline"
-    return (
-        f"{win.label} is better than the baseline: {metric} {win.mean:.4g} vs {conf.baseline.mean:.4g} "
-        f"(difference {win.delta:+.4f}, 95% CI [{win.ci[0]:+.4f}, {win.ci[1]:+.4f}]); best_config.yaml is {win.label}"
-    )
+    """The plain-language answer: the winner, or why the answer is the baseline."""
+    win, metric, base = conf.winner, conf.spec.metric, conf.baseline.mean
+    if win is not conf.baseline:
+        return (
+            f"{win.label} is better than the baseline: {metric} {win.mean:.4g} vs {base:.4g} "
+            f"(difference {win.delta:+.4f}, {win.judged.level if win.judged else verdict.LEVEL:.1%} CI "
+            f"[{win.ci[0]:+.4f}, {win.ci[1]:+.4f}], {win.seeds_used} seeds); best_config.yaml is {win.label}"
+        )
+    if not conf.candidates:
+        return "no candidate to confirm; best_config.yaml is the baseline"
+    words = {c.label: _label(c, conf) for c in conf.candidates}
+    if all(c.verdict == EQUIVALENT for c in conf.candidates):
+        why = f"the candidates are equivalent to it within ±{conf.margin:.2g} ({conf.spec.confirm.margin if conf.spec.confirm else ''})"
+    elif any(c.verdict == UNDECIDED for c in conf.candidates):
+        why = "the seed budget ran out before a decision (raise confirm/max_seeds to decide)"
+    else:
+        why = "no candidate beat it"
+    detail = ", ".join(f"{label}: {word}" for label, word in words.items())
+    return f"best_config.yaml is the baseline: {why} ({detail}; baseline {metric} {base:.4g})"
 
 
 def parent_metrics(conf: Confirmation) -> dict[str, float]:
     """`confirm/*` metrics of the parent run: the top candidate against the baseline."""
     top = conf.top
-    out = {"confirm/baseline_mean": conf.baseline.mean}
+    out = {"confirm/baseline_mean": conf.baseline.mean, "confirm/margin": conf.margin}
     if top is not None:
         out.update(
             {
@@ -302,6 +382,7 @@ def parent_metrics(conf: Confirmation) -> dict[str, float]:
                 "confirm/delta": top.delta,
                 "confirm/delta_ci_low": top.ci[0],
                 "confirm/delta_ci_high": top.ci[1],
+                "confirm/seeds_used": float(top.seeds_used),
             }
         )
     return {k: v for k, v in out.items() if math.isfinite(v)}

@@ -270,7 +270,12 @@ def _fit(
         if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
             return report, None
         confirmation = confirm.run_stage(
-            session, report, callbacks, lambda t: _run_stage(session, "confirm", t, interrupts), options.resume
+            session,
+            report,
+            callbacks,
+            lambda t: _run_stage(session, "confirm", t, interrupts),
+            options.resume,
+            lambda: interrupts.signal is not None,
         )
         confirmation.wall_s = read_state(session.sweep_dir).wall_s("confirm")  # over every leg
         return report, confirmation

@@ -53,10 +53,12 @@ def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
             f"    {params / 1e6:.2f} M params, {step_s:.3f} s/step, {steps} steps/epoch -> ~{step_s * steps:.0f} s/epoch (training only), ~{step_s * steps * spec.max_epochs:.0f} s per full trial"
         )
     if spec.confirm is not None:
-        runs = (1 + spec.confirm.top_k) * len(spec.confirm.seeds)
+        c = spec.confirm
+        runs, worst = (1 + c.top_k) * len(c.seeds), (1 + c.top_k) * c.max_seeds
         print(
-            f"then confirmation: baseline + top {spec.confirm.top_k} x seeds {list(spec.confirm.seeds)} = "
-            f"{runs} trials of {spec.max_epochs} epochs, {spec.max_concurrent_trials} at a time"
+            f"then confirmation: baseline + top {c.top_k} x seeds {list(c.seeds)} = {runs} trials of "
+            f"{spec.max_epochs} epochs, {spec.max_concurrent_trials} at a time; undecided candidates get more "
+            f"fresh seeds up to {c.max_seeds} (margin {c.margin}): at worst {worst} trials in {c.rounds} rounds"
         )
     print("dry run ok: nothing was started")
     return 0

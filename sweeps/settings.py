@@ -8,6 +8,8 @@ bad value, so that one pass reports all problems at once.
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,8 @@ from sweeps.sweep_yaml import Problems
 from vunet_core import Config, metric_directions, reported_metrics
 
 DEFAULT_CONFIRM_SEEDS = 3
+DEFAULT_MARGIN = "1%"  # the smallest difference that matters, when the sweep file names none
+MAX_CONFIRM_SEEDS = 64
 SAMPLERS = ("tpe", "random")  # Optuna's TPE (the default) or random search (a reference)
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -29,12 +33,45 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class Margin:
+    """The smallest difference in the objective that matters: in its units, or (`relative`) a
+    fraction of the baseline's confirmed mean (`margin: 1%`)."""
+
+    value: float = 0.01
+    relative: bool = True
+
+    def absolute(self, baseline_mean: float) -> float:
+        return self.value * abs(baseline_mean) if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
+
+
+@dataclass(frozen=True)
 class ConfirmSpec:
     """The confirmation stage: the baseline and the `top_k` best search trials retrained for
-    the full `max_epochs` with each of `seeds` (fresh: not the search trials' seed)."""
+    the full `max_epochs` with each of `seeds` (fresh: not the search trials' seed); candidates
+    still undecided then get as many fresh seeds again, round by round, up to `max_seeds`."""
 
     top_k: int = 1
     seeds: tuple[int, ...] = (1, 2, 3)
+    max_seeds: int = 6
+    margin: Margin = Margin()
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of seeds (looks at the data) at most: the first, then one per extra batch."""
+        return 1 + -(-(self.max_seeds - len(self.seeds)) // len(self.seeds))
+
+    def round_seeds(self, round_no: int, avoid: int) -> tuple[int, ...]:
+        """The seeds of round `round_no` (1-based): the given ones, then fresh ones counting up
+        from the largest given seed (never `avoid`, the search trials' seed), `max_seeds` in all."""
+        if round_no == 1:
+            return self.seeds
+        fresh = (k for k in itertools.count(max(self.seeds) + 1) if k != avoid)
+        extra = list(itertools.islice(fresh, self.max_seeds - len(self.seeds)))
+        n = len(self.seeds)
+        return tuple(extra[(round_no - 2) * n : (round_no - 1) * n])
 
 
 def sweep_settings(raw: dict[str, Any], epochs: int, rep: Problems) -> dict[str, Any]:
@@ -88,7 +125,7 @@ def confirm_settings(
     if not s["baseline"]:
         rep.add("confirm", "compares candidates with the baseline; set baseline: true or confirm: false")
         return None
-    unknown_keys(value, ("top_k", "seeds"), "confirm/", "confirm key", rep.add)
+    unknown_keys(value, ("top_k", "seeds", "max_seeds", "margin"), "confirm/", "confirm key", rep.add)
     search_seed = int(full["training"]["seed"]) if full is not None else 0
     top_k = count(value, "confirm/top_k", 1, 1, rep, high=max(1, s["num_samples"] - 1)) or 1
     default_seeds = [k for k in range(DEFAULT_CONFIRM_SEEDS + 1) if k != search_seed][:DEFAULT_CONFIRM_SEEDS]
@@ -99,7 +136,30 @@ def confirm_settings(
         return None
     if search_seed in seeds:
         rep.add("confirm/seeds", f"{search_seed} is the search trials' training/seed; confirmation needs fresh seeds")
-    return ConfirmSpec(top_k, tuple(int(x) for x in seeds))
+    max_seeds = count(value, "confirm/max_seeds", 2 * len(seeds), 1, rep, high=MAX_CONFIRM_SEEDS) or len(seeds)
+    if max_seeds < len(seeds):
+        rep.add("confirm/max_seeds", f"got {max_seeds}, expected at least the {len(seeds)} confirm/seeds")
+        max_seeds = len(seeds)
+    return ConfirmSpec(top_k, tuple(int(x) for x in seeds), max_seeds, _margin(value, rep))
+
+
+def _margin(value: dict[str, Any], rep: Problems) -> Margin:
+    """`confirm/margin`: a number in the objective's units, or a percentage of the baseline's mean."""
+    raw = value.get("margin", DEFAULT_MARGIN)
+    relative = isinstance(raw, str) and raw.strip().endswith("%")
+    number: Any = parse_number(raw, False)
+    if relative:
+        try:
+            number = float(raw.strip()[:-1])
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number < 0:
+        rep.add(
+            "confirm/margin",
+            f"got {raw!r}, expected a number >= 0 in the objective's units or a percentage of the baseline (1%)",
+        )
+        return Margin()
+    return Margin(float(number) / 100 if relative else float(number), relative)
 
 
 def objective(raw: Any, base: Config | None, rep: Problems) -> tuple[str, str]:

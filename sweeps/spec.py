@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps.settings import ConfirmSpec, SchedulerSpec, confirm_settings, count, mapping, objective, sweep_settings
+from sweeps.settings import (
+    ConfirmSpec,
+    Margin,
+    SchedulerSpec,
+    confirm_settings,
+    count,
+    mapping,
+    objective,
+    sweep_settings,
+)
 from sweeps.space import Distribution, check_parameters, order_parameters, parse_distribution, unknown_keys
 from sweeps.sweep_yaml import Problems, SpecError, read_sweep_yaml
 from vunet_core import (
@@ -38,7 +47,7 @@ from vunet_core import (
     merge_yaml_files,
 )
 
-__all__ = ["ConfirmSpec", "Distribution", "SchedulerSpec", "SpecError", "SweepSpec", "load_spec"]
+__all__ = ["ConfirmSpec", "Distribution", "Margin", "SchedulerSpec", "SpecError", "SweepSpec", "load_spec"]
 
 TOP_KEYS = (
     "name", "description", "base", "fixed", "parameters", "metric", "num_samples", "max_concurrent_trials",
@@ -50,7 +59,7 @@ SPEC_OVERRIDES = (
     "name", "num_samples", "max_concurrent_trials", "max_epochs", "seed", "time_budget_s", "max_failures",
     "baseline", "metric/name", "metric/mode", "scheduler/type", "scheduler/grace_period",
     "scheduler/reduction_factor", "resources/cpu", "resources/gpu", "confirm", "confirm/top_k",
-    "sampler", "storage",
+    "confirm/max_seeds", "confirm/margin", "sampler", "storage",
 )  # fmt: skip
 # Config paths the sweep sets for every trial: they may not be fixed, overridden or searched.
 # (`training/seed`, the trials' weight/data-order seed, is an ordinary path: the base config's

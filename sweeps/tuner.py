@@ -88,12 +88,17 @@ def new_tuner(session: SweepSession, callbacks: list[tune.Callback]) -> tune.Tun
 
 
 def new_confirm_tuner(
-    session: SweepSession, callbacks: list[tune.Callback], configs: list[dict[str, Any]]
+    session: SweepSession, callbacks: list[tune.Callback], configs: list[dict[str, Any]], name: str = CONFIRM_DIR_NAME
 ) -> tune.Tuner:
-    """The confirmation trials (each a full `max_epochs` run), in order, no early stopping."""
+    """A round of confirmation trials (each a full `max_epochs` run), in order, no early stopping."""
     spec = session.spec
     searcher = FixedPoints(configs, spec.metric, spec.mode)
-    return _tuner(session, callbacks, CONFIRM_DIR_NAME, tune_config(spec, searcher, FIFOScheduler(), len(configs)))
+    return _tuner(session, callbacks, name, tune_config(spec, searcher, FIFOScheduler(), len(configs)))
+
+
+def confirm_dir(round_no: int) -> str:
+    """The Tune run of confirmation round `round_no` (1-based): `confirm`, `confirm_round2`, ..."""
+    return CONFIRM_DIR_NAME if round_no == 1 else f"{CONFIRM_DIR_NAME}_round{round_no}"
 
 
 def tune_config(

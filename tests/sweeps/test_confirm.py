@@ -13,7 +13,7 @@ import optuna
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from sweeps import confirm
+from sweeps import confirm, verdict
 from sweeps.report import SweepReport, TrialRow
 from sweeps.search import trial_meta
 from sweeps.searcher import StudySearcher, load_study
@@ -25,31 +25,48 @@ BASE = [0.200, 0.204, 0.198]
 
 
 @pytest.mark.parametrize(
-    ("values", "mode", "verdict"),
+    ("values", "mode", "word"),
     [
-        ([0.180, 0.183, 0.179], "min", confirm.BETTER),  # lower L1, far beyond the seed spread
-        ([0.199, 0.206, 0.197], "min", confirm.SAME),  # overlapping
-        ([0.230, 0.226, 0.233], "min", confirm.WORSE),
-        ([0.230, 0.226, 0.233], "max", confirm.BETTER),  # e.g. the appearance gain: higher is better
-        ([0.180, 0.183, 0.179], "max", confirm.WORSE),
+        ([0.180, 0.183, 0.179], "min", verdict.BETTER),  # lower L1, far beyond the seed spread
+        ([0.199, 0.206, 0.197], "min", verdict.UNDECIDED),  # overlapping, and wider than the margin
+        ([0.230, 0.226, 0.233], "min", verdict.WORSE),
+        ([0.230, 0.226, 0.233], "max", verdict.BETTER),  # e.g. the appearance gain: higher is better
+        ([0.180, 0.183, 0.179], "max", verdict.WORSE),
+        ([0.2003, 0.2011, 0.2006], "min", verdict.EQUIVALENT),  # the whole interval within +-0.005
     ],
 )
-def test_verdict_follows_the_welch_interval(values: list[float], mode: str, verdict: str) -> None:
-    delta, (low, high), got = confirm.judge(values, BASE, mode)
-    assert got == verdict
-    assert low < delta < high
-    assert delta == pytest.approx(sum(values) / 3 - sum(BASE) / 3)
+def test_verdict_follows_the_welch_interval(values: list[float], mode: str, word: str) -> None:
+    BASE_TIGHT = [0.2007, 0.2001, 0.2010]
+    base = BASE_TIGHT if word == verdict.EQUIVALENT else BASE
+    got = verdict.judge(values, base, mode, margin=0.005)
+    assert got.word == word and got.decided == (word != verdict.UNDECIDED)
+    assert got.ci[0] < got.delta < got.ci[1]
+    assert got.delta == pytest.approx(sum(values) / 3 - sum(base) / 3)
 
 
-def test_a_gain_smaller_than_the_seed_spread_is_no_difference() -> None:
+def test_a_gain_smaller_than_the_seed_spread_is_undecided_and_a_tiny_one_equivalent() -> None:
     noisy = [0.18, 0.22, 0.20]  # mean 0.200; a candidate 0.005 better on average
-    _, (low, high), verdict = confirm.judge([x - 0.005 for x in noisy], noisy, "min")
-    assert verdict == confirm.SAME and low < 0 < high
+    got = verdict.judge([x - 0.005 for x in noisy], noisy, "min", margin=0.002)
+    assert got.word == verdict.UNDECIDED and got.ci[0] < 0 < got.ci[1]
+    # Significantly better, but by less than what matters: equivalent, not better.
+    tight = [0.2000, 0.2001, 0.2002]
+    assert verdict.judge([x - 0.0005 for x in tight], tight, "min", margin=0.002).word == verdict.EQUIVALENT
+    assert verdict.judge([x - 0.0005 for x in tight], tight, "min", margin=0.0).word == verdict.BETTER
 
 
 def test_exactly_repeatable_values_still_get_a_verdict() -> None:
-    assert confirm.judge([0.1, 0.1], [0.2, 0.2], "min") == (pytest.approx(-0.1), (pytest.approx(-0.1),) * 2, "better")
-    assert confirm.judge([0.2, 0.2], [0.2, 0.2], "min")[2] == confirm.SAME
+    got = verdict.judge([0.1, 0.1], [0.2, 0.2], "min", margin=0.0)
+    assert (got.delta, got.ci, got.word) == (pytest.approx(-0.1), (pytest.approx(-0.1),) * 2, verdict.BETTER)
+    assert verdict.judge([0.2, 0.2], [0.2, 0.2], "min", margin=0.0).word == verdict.EQUIVALENT
+
+
+def test_more_looks_need_stricter_intervals() -> None:
+    """Bonferroni over the looks: each of 2 looks at 97.5 %, so a difference that 95 % calls
+    better in one look can stay undecided when a second look is planned."""
+    assert verdict.look_level(1) == pytest.approx(0.95) and verdict.look_level(2) == pytest.approx(0.975)
+    values, base = [0.1965, 0.1985, 0.1975], [0.2000, 0.2015, 0.1995]
+    assert verdict.judge(values, base, "min", 0.0, verdict.look_level(1)).word == verdict.BETTER
+    assert verdict.judge(values, base, "min", 0.0, verdict.look_level(2)).word == verdict.UNDECIDED
 
 
 def row(number: int, metric: float, epochs: int = 4, state: str = "completed", lr: float = 1e-3) -> TrialRow:
@@ -96,8 +113,8 @@ def test_winner_is_the_best_confirmed_candidate_else_the_baseline(tmp_path: Path
     results = [result("baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
     results += [result("trial 2", s, v) for s, v in zip((1, 2, 3), (0.199, 0.206, 0.197), strict=True)]
     results += [result("trial 3", s, v) for s, v in zip((1, 2, 3), (0.180, 0.183, 0.179), strict=True)]
-    conf = confirm.collect(rep.spec, picked, results, 60.0)
-    assert [c.verdict for c in conf.candidates] == [confirm.SAME, confirm.BETTER]
+    conf = confirm.collect(rep.spec, picked, results)
+    assert [c.verdict for c in conf.candidates] == [verdict.UNDECIDED, verdict.BETTER]
     assert conf.winner.label == "trial 3" and conf.top is conf.winner
     assert "trial 3 is better than the baseline" in confirm.summary(conf)
     metrics = confirm.parent_metrics(conf)
@@ -107,21 +124,23 @@ def test_winner_is_the_best_confirmed_candidate_else_the_baseline(tmp_path: Path
     # The same, but trial 3 diverged with one seed: not robust, so not the answer.
     results[-1] = result("trial 3", 3, float("inf"), trial_state="diverged")
     picked = confirm.pick_candidates(rep, top_k=2)
-    conf = confirm.collect(rep.spec, picked, results, 60.0)
-    assert conf.candidates[1].verdict == confirm.WORSE and conf.candidates[1].failed == {3: "diverged"}
+    conf = confirm.collect(rep.spec, picked, results)
+    assert conf.candidates[1].verdict == verdict.WORSE and conf.candidates[1].failed == {3: "diverged"}
     assert conf.winner is conf.baseline
-    assert confirm.summary(conf).startswith("no candidate beat the baseline beyond seed noise")
+    assert confirm.summary(conf).startswith("best_config.yaml is the baseline: the seed budget ran out")
+    assert "trial 3: worse" in confirm.summary(conf) and "trial 2: undecided after 3 seeds" in confirm.summary(conf)
 
     path = confirm.write_csv(conf, tmp_path / "confirm.csv")
     with open(path) as fh:
         rows = list(csv.DictReader(fh))
     assert [r["candidate"] for r in rows] == ["baseline", "trial 2", "trial 3"]
-    assert rows[2]["seed_3"] == "diverged" and rows[1]["verdict"] == confirm.SAME
+    assert rows[2]["seed_3"] == "diverged" and rows[1]["verdict"] == verdict.UNDECIDED
+    assert rows[1]["seeds_used"] == "3" and float(rows[1]["margin"]) == pytest.approx(0.01 * 0.2006667)
     assert float(rows[0]["seed_2"]) == 0.204 and rows[2]["optimizer/lr"] == "0.003"
     png = confirm.plot(conf, tmp_path / "confirm.png")
     assert png.stat().st_size > 10_000
     table = confirm.format_table(conf)
-    assert "no detectable difference" in table and "diverged" in table
+    assert "undecided after 3 seeds" in table and "diverged" in table and "97.5% CI" in table
 
 
 def test_baseline_false_marks_no_trial_and_asha_may_stop_any(tmp_path: Path) -> None:
@@ -167,3 +186,47 @@ def test_study_gets_every_epoch_and_honest_end_states(tmp_path: Path) -> None:
     assert trials[2].user_attrs["diverged_step"] == 7 and trials[2].intermediate_values == {1: 0.45}
     assert trials[3].user_attrs["trial_state"] == "crashed"
     assert [t.user_attrs["epochs"] for t in trials] == [3, 1, 2, 0]
+
+
+def test_undecided_candidates_get_another_round_of_seeds_and_decided_ones_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeps.session import SweepSession
+    from sweeps.storage import local
+
+    rep = report(tmp_path, [row(0, 0.20), row(2, 0.17, lr=2e-3), row(3, 0.18, lr=3e-3)])
+    assert rep.spec.confirm is not None and rep.spec.confirm.max_seeds == 6  # twice the 3 seeds by default
+    session = SweepSession(rep.spec, rep.spec.base_tree(), "sqlite:////x", tmp_path, local(tmp_path))
+    noise = {1: 0.002, 2: -0.001, 3: 0.0, 4: -0.002, 5: 0.001, 6: 0.0005}
+    means = {"baseline": 0.200, "trial 2": 0.180, "trial 3": 0.199}  # trial 3 is close: needs more seeds
+    rounds: list[tuple[int, list[tuple[str, int]]]] = []
+
+    def fake_tuner(session: Any, callbacks: Any, round_no: int, configs: list[dict[str, Any]], resume: bool) -> Any:
+        rounds.append((round_no, [(trial_meta(c).candidate, trial_meta(c).seed) for c in configs]))
+        return configs
+
+    def fit(configs: list[dict[str, Any]]) -> list[SimpleNamespace]:
+        return [
+            result(
+                trial_meta(c).candidate, trial_meta(c).seed, means[trial_meta(c).candidate] + noise[trial_meta(c).seed]
+            )
+            for c in configs
+        ]  # type: ignore[index]
+
+    monkeypatch.setattr(confirm, "_round_tuner", fake_tuner)
+    conf = confirm.run_stage(session, rep, [], fit, False, lambda: False)
+    assert rounds[0] == (1, [(c, s) for c in ("baseline", "trial 2", "trial 3") for s in (1, 2, 3)])
+    assert rounds[1] == (2, [(c, s) for c in ("baseline", "trial 3") for s in (4, 5, 6)])  # trial 2 was decided
+    assert len(rounds) == 2
+    trial2, trial3 = conf.candidates
+    assert (trial2.verdict, trial2.seeds_used, conf.baseline.seeds_used) == (verdict.BETTER, 3, 6)
+    assert trial3.seeds_used == 6 and trial3.verdict == verdict.UNDECIDED  # 0.001 apart, spread 0.0015: no call
+    assert trial3.judged is not None and trial3.judged.level == pytest.approx(0.975)
+    assert "undecided after 6 seeds" in confirm.format_table(conf)
+    assert confirm.parent_metrics(conf)["confirm/seeds_used"] == 3  # the top candidate's (trial 2)
+
+    # Interrupted in the first round: no second round starts.
+    rounds.clear()
+    rep = report(tmp_path, [row(0, 0.20), row(2, 0.17, lr=2e-3), row(3, 0.18, lr=3e-3)])
+    confirm.run_stage(session, rep, [], fit, False, lambda: True)
+    assert [r for r, _ in rounds] == [1]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from sweeps.search import baseline_point
-from sweeps.spec import ConfirmSpec, Distribution, SpecError, SweepSpec, load_spec
+from sweeps.spec import ConfirmSpec, Distribution, Margin, SpecError, SweepSpec, load_spec
 from vunet_core import Config, config_from_tree, parse_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -554,13 +554,17 @@ def test_bad_overrides(tmp_path: Path, overrides: dict[str, Any], message: str) 
 
 def test_confirmation_is_on_by_default_with_fresh_seeds(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, VALID))
-    assert spec.confirm == ConfirmSpec(top_k=1, seeds=(1, 2, 3))
+    assert spec.confirm == ConfirmSpec(top_k=1, seeds=(1, 2, 3), max_seeds=6, margin=Margin(0.01, relative=True))
     # The trials' seed is an ordinary config path; the default confirmation seeds avoid it.
     seeded = load_spec(write(tmp_path, variant(**{"fixed/training/seed": 2})))
     assert seeded.base_tree()["training"]["seed"] == 2 and seeded.confirm == ConfirmSpec(1, (0, 1, 3))
     assert load_spec(write(tmp_path, VALID), {"confirm": False}).confirm is None
     custom = load_spec(write(tmp_path, variant(confirm={"top_k": 2, "seeds": [7, 8]})))
-    assert custom.confirm == ConfirmSpec(2, (7, 8))
+    assert custom.confirm == ConfirmSpec(2, (7, 8), max_seeds=4)
+    sequential = load_spec(write(tmp_path, variant(confirm={"seeds": [7, 8], "max_seeds": 6, "margin": 0.002})))
+    assert sequential.confirm == ConfirmSpec(1, (7, 8), 6, Margin(0.002, relative=False))
+    assert sequential.confirm.rounds == 3 and sequential.confirm.round_seeds(3, avoid=0) == (11, 12)
+    assert load_spec(write(tmp_path, VALID), {"confirm/margin": "2.5%"}).confirm.margin == Margin(0.025)  # type: ignore[union-attr]
     assert load_spec(write(tmp_path, variant(baseline=False))).confirm is None  # nothing to confirm against
 
 
@@ -573,6 +577,14 @@ def test_confirmation_is_on_by_default_with_fresh_seeds(tmp_path: Path) -> None:
         ({"seeds": [1, -2]}, "expected a list of at least 2 distinct integers"),
         ({"top_k": 0}, "confirm/top_k: got 0, expected an integer from 1 to 3"),
         ({"topk": 1}, "confirm/topk: unknown confirm key"),
+        ({"max_seeds": 2}, "confirm/max_seeds: got 2, expected at least the 3 confirm/seeds"),
+        ({"margin": -0.1}, "confirm/margin: got -0.1, expected a number >= 0"),
+        ({"margin": ".nan"}, "confirm/margin: got '.nan', expected a number >= 0"),
+        (
+            {"margin": "1 px"},
+            "confirm/margin: got '1 px', expected a number >= 0 in the objective's units or a percentage",
+        ),
+        ({"margin": "inf%"}, "confirm/margin: got 'inf%'"),
     ],
 )
 def test_bad_confirm_sections(tmp_path: Path, confirm: dict[str, Any], message: str) -> None:

@@ -341,3 +341,41 @@ def test_no_password_at_rest_and_resume_takes_it_from_the_environment(tmp_path: 
     found = subprocess.run(["grep", "-rl", secret, str(cwd), str(server_root)], capture_output=True, text=True)
     assert found.stdout == "", found.stdout  # grep finds the password in no file the sweep or the server wrote
     assert secret not in sweep.output + refused.stdout + refused.stderr + resumed.stdout + resumed.stderr
+
+
+def test_an_undecided_candidate_gets_a_second_round_that_resumes_without_rerunning_seeds(tmp_path: Path) -> None:
+    """lr 1e-9 learns nothing (worse after the first round); lr 0.0010001 is the baseline's 0.001
+    within rounding (undecided: it draws 3 more seeds with the baseline). SIGINT in the second
+    round, --resume: each (candidate, seed) trains once."""
+    spec = write_spec(
+        tmp_path / "rounds.yaml",
+        "rounds",
+        parameters={"optimizer/lr": {"values": [0.001, 1.0e-9, 0.0010001]}},
+        num_samples=3,
+        confirm={"top_k": 2, "seeds": [1, 2, 3], "max_seeds": 6, "margin": 0},
+    )
+    sweep = Sweep([str(spec)], tmp_path)
+    sweep.wait_for("confirmation round 2 (undecided so far): baseline, trial ", timeout=600)
+    sweep.wait_for("seed 4 (", timeout=300)
+    sweep.proc.send_signal(signal.SIGINT)
+    assert sweep.finish(180) == 130, sweep.output[-3000:]
+    out = run_cli([str(spec), "--resume"], tmp_path, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep_dir = tmp_path / "sweeps_out" / "rounds"
+    with open(sweep_dir / "confirm.csv") as fh:
+        rows = {r["candidate"]: r for r in csv.DictReader(fh)}
+    lr = {label: float(r["optimizer/lr"]) for label, r in rows.items()}
+    worse = next(label for label, v in lr.items() if v == 1e-9)
+    close = next(label for label, v in lr.items() if v == 0.0010001)
+    assert rows[worse]["verdict"] == "worse" and rows[worse]["seeds_used"] == "3"
+    assert rows[close]["seeds_used"] == "6" and rows["baseline"]["seeds_used"] == "6"
+    assert rows[close]["verdict"] in ("undecided", "better", "worse")  # margin 0: never equivalent
+    second = [d.name for d in (sweep_dir / "confirm_round2").iterdir() if d.is_dir()]
+    assert sorted(n.split("_seed_")[0] for n in second) == sorted(
+        ["confirm_baseline"] * 3 + [f"confirm_{close.replace(' ', '_')}"] * 3
+    )
+    _, kids = children(client_for(tmp_path), "rounds")
+    trained = sorted((k.data.tags["candidate"], k.data.tags["seed"]) for k in kids if k.data.tags["stage"] == "confirm")
+    expected = [(c, str(s)) for c in ("baseline", close) for s in range(1, 7)] + [(worse, str(s)) for s in (1, 2, 3)]
+    assert trained == sorted(expected)  # each once: the first round was not run again
+    assert "undecided" in out.stdout or "better than the baseline" in out.stdout or "no candidate" in out.stdout
