@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -96,25 +96,31 @@ class Step:
     params: int
 
 
-def make_step(
-    mods: dict[str, ModuleType],
-    size: int,
-    widths: str,
-    batch: int,
-    device: torch.device,
-    bf16: bool,
-    channels_last: bool = False,
-    vgg_file: str | None = None,
-) -> Step:
+@dataclass(frozen=True)
+class StepSpec:
+    """Which training step to build: image side (a SETTINGS key), widths (a WIDTHS key), batch, device,
+    bf16 autocast, memory format, and a VGG19 weights file for the perceptual objective (None: color_L1 + KL)."""
+
+    size: int
+    widths: str
+    batch: int
+    device: torch.device
+    bf16: bool = False
+    channels_last: bool = False
+    vgg_file: str | None = None
+
+
+def make_step(mods: dict[str, ModuleType], spec: StepSpec) -> Step:
     config, losses_mod, model_mod = mods["config"], mods["losses"], mods["model"]
+    size, batch, device, bf16, vgg_file = spec.size, spec.batch, spec.device, spec.bf16, spec.vgg_file
     box, bottleneck = SETTINGS[size]
-    base, top = WIDTHS[widths]
+    base, top = WIDTHS[spec.widths]
     cfg = config.ModelConfig(
         spatial_size=size, box_factor=box, bottleneck_factor=bottleneck, base_channels=base, max_channels=top
     )
     torch.manual_seed(0)
     model = model_mod.VUNet(cfg).to(device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = torch.channels_last if spec.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     pose = torch.rand(batch, 3, size, size, device=device).mul(2).sub(1).contiguous(memory_format=fmt)
     sc = model_mod.crop_size(cfg)
@@ -291,6 +297,15 @@ def _scope_of(event: Any) -> str | None:
 
 def breakdown(step: Step, steps: int = 3) -> dict[str, float]:
     """Milliseconds per step per part; backward ops count for the part whose forward created them."""
+    events, wall = _profile(step, steps)
+    out = _time_per_part(events)
+    measured = sum(out.values())
+    out["python / framework"] = max(0.0, wall * 1e6 - measured)
+    return {k: v / 1e3 / steps for k, v in out.items()}
+
+
+def _profile(step: Step, steps: int) -> tuple[list[Any], float]:
+    """The profiler events of `steps` steps (after a warm-up) with the model's scopes marked, and their wall seconds."""
     handles = _scope_hooks(step.model)
     try:
         for _ in range(2):  # warm-up: allocator and oneDNN caches, as in the timed rounds
@@ -303,7 +318,12 @@ def breakdown(step: Step, steps: int = 3) -> dict[str, float]:
     finally:
         for h in handles:
             h.remove()
-    events = list(prof.events())
+    return list(prof.events()), wall
+
+
+def _time_per_part(events: list[Any]) -> dict[str, float]:
+    """Microseconds per part over all events: backward nodes by their forward's sequence number,
+    top-level forward ops by their scope."""
     scope_of_seq: dict[int, str] = {}
     out: dict[str, float] = defaultdict(float)
     for e in events:
@@ -322,9 +342,7 @@ def breakdown(step: Step, steps: int = 3) -> dict[str, float]:
                 continue
             scope = "weight norm" if "weight_norm" in e.name else _scope_of(e) or "other"
             out[scope] += e.cpu_time_total
-    measured = sum(out.values())
-    out["python / framework"] = max(0.0, wall * 1e6 - measured)
-    return {k: v / 1e3 / steps for k, v in out.items()}
+    return out
 
 
 def _in_backward(event: Any) -> bool:
@@ -341,7 +359,7 @@ def _in_backward(event: Any) -> bool:
 def _worker(args: tuple[int, int, int, bool]) -> float:
     threads, steps, batch, bf16 = args
     torch.set_num_threads(threads)
-    step = make_step(import_project(None), 32, "recipe", batch, torch.device("cpu"), bf16)
+    step = make_step(import_project(None), StepSpec(32, "recipe", batch, torch.device("cpu"), bf16))
     step.run()
     start = time.perf_counter()
     for _ in range(steps):
@@ -436,6 +454,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@dataclass
+class Bench:
+    """One run: its arguments, device and checkouts (this one, --against's), and the rows, --against
+    twins and breakdowns it collects."""
+
+    args: argparse.Namespace
+    device: torch.device
+    here: dict[str, ModuleType]
+    there: dict[str, ModuleType] | None
+    rows: list[Row] = field(default_factory=list)
+    against: dict[int, Row] = field(default_factory=dict)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def cases(self, size: int, vgg: str | None) -> list[tuple[Row, Step]]:
+        """The steps to time at one image size: every widths x precision x objective, each with its twin."""
+        args = self.args
+        objectives = [("color_L1 + KL", None)] + ([("5*perceptual + KL", vgg)] if vgg else [])
+        cases: list[tuple[Row, Step]] = []
+        for widths in args.widths:
+            for precision in args.precisions:
+                for label, vgg_file in objectives:
+                    bf16 = precision == "bf16"
+                    spec = StepSpec(size, widths, args.batch, self.device, bf16, args.channels_last, vgg_file)
+                    cases += self._row_cases(label, precision, spec)
+        return cases
+
+    def _row_cases(self, label: str, precision: str, spec: StepSpec) -> list[tuple[Row, Step]]:
+        """One row's step, and the --against checkout's fp32 step beside it (colour-and-KL rows only)."""
+        args = self.args
+        step = make_step(self.here, spec)
+        row = Row(label, spec.size, spec.widths, precision, spec.batch, step.params, 0)
+        cases = [(row, step)]
+        self.rows.append(row)
+        if self.there is not None and spec.vgg_file is None:
+            old = make_step(self.there, replace(spec, bf16=False))
+            old_row = Row("  --against, fp32", spec.size, spec.widths, "fp32", spec.batch, old.params, 0)
+            cases.append((old_row, old))
+            self.against[len(self.rows) - 1] = old_row
+            if args.breakdown and precision == args.precisions[0]:
+                self.parts[f"against {spec.size} {spec.widths} fp32"] = breakdown(old)
+        if args.breakdown:
+            self.parts[f"{spec.size} {spec.widths} {precision}"] = breakdown(step)
+        return cases
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
@@ -444,42 +507,30 @@ def main(argv: list[str] | None = None) -> None:
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
     here = import_project(None)
-    there = import_project(args.against) if args.against else None
-    rows: list[Row] = []
-    against: dict[int, Row] = {}
-    parts: dict[str, dict[str, float]] = {}
+    bench = Bench(args, device, here, import_project(args.against) if args.against else None)
     with contextlib.ExitStack() as stack:
         vgg = stack.enter_context(random_vgg_file()) if args.perceptual else None
         for size in args.sizes:
-            cases: list[tuple[Row, Step]] = []
-            for widths in args.widths:
-                for precision in args.precisions:
-                    for label, vgg_file in [("color_L1 + KL", None)] + ([("5*perceptual + KL", vgg)] if vgg else []):
-                        bf16 = precision == "bf16"
-                        step = make_step(here, size, widths, args.batch, device, bf16, args.channels_last, vgg_file)
-                        row = Row(label, size, widths, precision, args.batch, step.params, 0)
-                        cases.append((row, step))
-                        rows.append(row)
-                        if there is not None and vgg_file is None:
-                            old = make_step(there, size, widths, args.batch, device, False, args.channels_last)
-                            old_row = Row("  --against, fp32", size, widths, "fp32", args.batch, old.params, 0)
-                            cases.append((old_row, old))
-                            against[len(rows) - 1] = old_row
-                            if args.breakdown and precision == args.precisions[0]:
-                                parts[f"against {size} {widths} fp32"] = breakdown(old)
-                        if args.breakdown:
-                            parts[f"{size} {widths} {precision}"] = breakdown(step)
+            cases = bench.cases(size, vgg)
             steps = args.steps or {32: 8, 64: 3}.get(size, 2)
             print(f"timing {len(cases)} steps at {size} px ...", file=sys.stderr, flush=True)
             measure(cases, args.rounds, steps, device)
             del cases
+    report(bench, use_cuda, tuned)
+
+
+def report(bench: Bench, use_cuda: bool, tuned: bool) -> None:
+    """The table, the breakdowns (--breakdown) and the 1x2 vs 2x1 comparison (--concurrency, CPU only)."""
+    args = bench.args
     where = torch.cuda.get_device_name() if use_cuda else f"CPU, {torch.get_num_threads()} threads"
     extra = f"batch {args.batch}, channels_last={args.channels_last}, malloc tuning={tuned}, Adam fused"
     print_table(
-        rows, f"VUNet training step (forward + backward + Adam), {where}, {extra}; torch {torch.__version__}", against
+        bench.rows,
+        f"VUNet training step (forward + backward + Adam), {where}, {extra}; torch {torch.__version__}",
+        bench.against,
     )
-    if parts:
-        print_breakdown(parts)
+    if bench.parts:
+        print_breakdown(bench.parts)
     if args.concurrency and not use_cuda:
         for precision in args.precisions:
             print(f"\nrecipe step at 32 px, {precision}, aggregate images/s")

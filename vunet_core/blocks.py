@@ -74,9 +74,11 @@ class WNConv2d(nn.Module):
         # ATen's fused weight-norm kernel (what nn.utils.weight_norm calls): one pass
         # forward and backward instead of ~6 elementwise passes over the largest
         # weights (the 4.7M-element AR-prior filters), ~3x faster on CPU.
-        return torch._weight_norm(self.v, scale.view(-1, 1, 1, 1), 0)
+        return torch._weight_norm(self.v, scale.view(-1, 1, 1, 1), 0)  # noqa: SLF001  no public fused weight norm
 
-    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    def convolve(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """`x` convolved with the filter bank `weight` (O, I, k, k) and `bias` at this layer's kernel size and
+        stride (TF SAME alignment); `Up` calls it with its filters reordered for ``pixel_shuffle``."""
         # The matmul form pays off through its backward; without autograd (validation, grids,
         # DDI) oneDNN's forward is faster, and torch.matmul would broadcast the weight into a
         # batched matmul of B tiny products (~10x slower than either).
@@ -91,13 +93,13 @@ class WNConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if _DDI_DONE is not None and id(self) not in _DDI_DONE:
             return self._init_forward(x)
-        return self._conv(x, self.weight(self.g), self.b)
+        return self.convolve(x, self.weight(self.g), self.b)
 
     @torch.no_grad()
     def _init_forward(self, x: Tensor) -> Tensor:
         """Spec §2.2: g = 1/sqrt(var + 1e-10), b = -mean * g from t = conv(x, V/||V||)."""
         assert _DDI_DONE is not None
-        t = self._conv(x, self.weight(), None)  # (B, O, H', W') unscaled response
+        t = self.convolve(x, self.weight(), None)  # (B, O, H', W') unscaled response
         var, mean = torch.var_mean(t, dim=(0, 2, 3), correction=0)  # biased, per channel (O,)
         g = torch.rsqrt(var + _DDI_EPS)
         self.g.copy_(g)
@@ -234,7 +236,7 @@ class Up(nn.Module):
         if _DDI_DONE is not None and id(self.conv) not in _DDI_DONE:
             return d2s_tf(self.conv(x))  # DDI statistics are per channel; order does not matter
         weight = self.conv.weight(self.conv.g)[self.perm]  # (4C, I, 3, 3) in pixel_shuffle order
-        y = self.conv._conv(x, weight, self.conv.b[self.perm])  # (B, I, H, W) -> (B, 4C, H, W)
+        y = self.conv.convolve(x, weight, self.conv.b[self.perm])  # (B, I, H, W) -> (B, 4C, H, W)
         return F.pixel_shuffle(y, 2)  # -> (B, C, 2H, 2W)
 
 

@@ -113,17 +113,31 @@ def reference_floors(train: PairDataset, val: PairDataset, batch_size: int = 64)
     }
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class EvalJob:
+    """What one validation pass evaluates: the model on the validation split under `cfg`, at training
+    step `step` (it sets the loss weights and is recorded in the eval outputs' index.json), with the
+    perceptual loss (None: off) on `device`."""
+
+    model: VUNet
+    val: PairDataset
+    cfg: Config
+    step: int
+    perceptual: PerceptualLoss | None
+    device: torch.device
+
+
 def evaluate(
-    model: VUNet,
-    val: PairDataset,
-    cfg: Config,
-    step: int,
-    perceptual: PerceptualLoss | None,
-    device: torch.device,
-    out_dir: Path | None = None,
+    model: VUNet, val: PairDataset, cfg: Config, step: int, perceptual: PerceptualLoss | None, device: torch.device
 ) -> dict[str, float]:
+    """Validation metrics over the whole split, no files written (:func:`run_evaluation` writes them)."""
+    return run_evaluation(EvalJob(model, val, cfg, step, perceptual, device))
+
+
+@torch.no_grad()
+def run_evaluation(job: EvalJob, out_dir: Path | None = None) -> dict[str, float]:
     """Validation metrics over the whole split; eval outputs under `out_dir` when given."""
+    model, val, cfg, step, perceptual, device = job.model, job.val, job.cfg, job.step, job.perceptual, job.device
     was_training = model.training
     model.eval()
     terms = [t for t in LOSS_TERMS if t != "perceptual" or perceptual is not None]

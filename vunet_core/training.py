@@ -42,7 +42,7 @@ from vunet_core.checkpoint import (
 )
 from vunet_core.config import Config, ConfigError, OptimizerConfig, render_config
 from vunet_core.data import Batch, PairDataset, Splits, check_data, iterate_batches, prepare_data
-from vunet_core.evaluation import evaluate, reference_floors
+from vunet_core.evaluation import EvalJob, reference_floors, run_evaluation
 from vunet_core.grids import sample_grid, save_grid
 from vunet_core.losses import compute_losses, linear_window, loss_weights
 from vunet_core.model import VUNet, count_parameters
@@ -293,9 +293,8 @@ def train_epochs(
         metrics = run.train_epoch()
         number = run.state.epoch + 1
         eval_dir = out / "eval" / f"epoch_{number:04d}" if run.write_eval(number) else None
-        metrics.update(
-            evaluate(run.model, run.splits.val, run.cfg, run.state.step, run.perceptual, run.device, eval_dir)
-        )
+        job = EvalJob(run.model, run.splits.val, run.cfg, run.state.step, run.perceptual, run.device)
+        metrics.update(run_evaluation(job, eval_dir))
         metrics.update(run.floors)
         grid = sample_grid(run.model, run.splits.val, cfg.eval.num_grid_examples, run.device)
         grid_path = save_grid(grid, out / "samples" / f"epoch_{number:04d}.png")
@@ -326,7 +325,8 @@ def evaluate_checkpoint(cfg: Config, checkpoint: Path) -> tuple[Path, dict[str, 
     p = cfg.losses.perceptual
     perceptual = PerceptualLoss(p).to(device) if p.vgg_weights else None
     out_dir = checkpoint.resolve().parent.parent / "eval" / f"step_{state.step:07d}"
-    metrics = evaluate(model, splits.val, run_config(cfg, len(splits.train)), state.step, perceptual, device, out_dir)
+    job = EvalJob(model, splits.val, run_config(cfg, len(splits.train)), state.step, perceptual, device)
+    metrics = run_evaluation(job, out_dir)
     return out_dir, metrics
 
 
