@@ -187,13 +187,28 @@ def test_corrupt_images_are_one_line_naming_the_file(
 def test_images_are_verified_until_the_cache_is_built(
     tmp_path: Path, standing: np.ndarray, image_writer: Callable[..., None]
 ) -> None:
+    """check_data opens every listed image while no cache of the dataset exists; once prepare_data has
+    built one, the images are assumed unchanged (not opened again) until that cache is gone."""
     root = _write_json(tmp_path / "ds", _doc(standing))
     for i in range(2):
         image_writer(root / f"p{i}/0.png")
     cfg = _cfg(root, tmp_path)
-    prepare_data(cfg, progress=False)
-    (root / "p1/0.png").write_bytes(b"garbage")  # changed after the cache was built: the cache stands
-    check_data(cfg)
+    image = root / "p1/0.png"  # the validation image
+    good = image.read_bytes()
+    broken = re.escape(f"{image}: cannot read image (")
+    image.write_bytes(b"garbage")
+    with pytest.raises(DataError, match=broken):  # no cache yet: verified
+        check_data(cfg)
+    image.write_bytes(good)
+    built = prepare_data(cfg, progress=False)
+    image.write_bytes(b"garbage")  # changed after the cache was built: the cache stands
+    check_data(cfg)  # not verified: passes although the file is garbage
+    cached = prepare_data(cfg, progress=False)  # served from the cache, the file never decoded
+    np.testing.assert_array_equal(cached.val.mean_image(), built.val.mean_image())
+    (meta,) = (tmp_path / "cache" / "preprocessed").glob("*/meta.json")
+    meta.unlink()  # a cache without meta.json is incomplete: verification resumes
+    with pytest.raises(DataError, match=broken):
+        check_data(cfg)
 
 
 def test_no_validation_images_is_an_error(
