@@ -107,7 +107,7 @@ def _write_answer(
             "summary": confirm.summary(confirmation),
         }
     best_config = sweep_dir / BEST_CONFIG
-    best_config.write_text(render_config(trial_cfg(session.base_tree, best.config)))
+    best_config.write_text(render_config(trial_cfg(session.base_tree, best.sampled)))
     meta = sweep_dir / BEST_TRIAL
     meta.write_text(json.dumps(record, indent=1))
     entries.files += [best_config, meta]

@@ -163,12 +163,12 @@ def pick_candidates(report: SweepReport, top_k: int) -> list[Candidate]:
     """The baseline, then the `top_k` best search trials at the top rung (distinct from the
     baseline's values)."""
     assert report.baseline is not None
-    base = sampled_flat(report.baseline.config)
+    base = sampled_flat(report.baseline.sampled)
     picked = [Candidate(BASELINE, report.baseline)]
     for row in ranked(report):
         if len(picked) > top_k:
             break
-        if row.trial_id != report.baseline.trial_id and sampled_flat(row.config) != base:
+        if row.trial_id != report.baseline.trial_id and sampled_flat(row.sampled) != base:
             picked.append(Candidate(f"trial {row.number}", row))
     return picked
 
@@ -181,7 +181,7 @@ def trial_configs(candidates: list[Candidate], seeds: tuple[int, ...]) -> list[d
             meta = TrialMeta(
                 stage="confirm", baseline=c.label == BASELINE, candidate=c.label, seed=seed, search_trial=c.row.trial_id
             )
-            out.append(with_meta({**sampled_flat(c.row.config), "training/seed": seed}, meta))
+            out.append(with_meta({**sampled_flat(c.row.sampled), "training/seed": seed}, meta))
     return out
 
 
@@ -248,7 +248,7 @@ def _label(c: Candidate, conf: Confirmation) -> str:
 def write_csv(conf: Confirmation, path: Path) -> Path:
     """One row per candidate: per-seed values, seeds used, mean, std, difference and CI (and
     its level), the margin, the verdict, the searched values."""
-    params = sorted({k for c in [conf.baseline, *conf.candidates] for k in sampled_flat(c.row.config)})
+    params = sorted({k for c in [conf.baseline, *conf.candidates] for k in sampled_flat(c.row.sampled)})
     seeds = _seeds(conf)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -258,7 +258,7 @@ def write_csv(conf: Confirmation, path: Path) -> Path:
              *params]
         )  # fmt: skip
         for c in [conf.baseline, *conf.candidates]:
-            flat = sampled_flat(c.row.config)
+            flat = sampled_flat(c.row.sampled)
             per_seed = [c.values.get(s, c.failed.get(s, "")) for s in seeds]
             level = c.judged.level if c.judged else ""
             w.writerow(

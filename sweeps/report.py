@@ -34,7 +34,7 @@ class TrialRow:
     state: TrialState
     epochs: int
     metric: float
-    config: dict[str, Any]
+    sampled: dict[str, Any]  # Tune's trial config: the sampled values and the `sweep` entry
     train_s: float
 
 
@@ -65,7 +65,7 @@ def _row(result: Any, spec: SweepSpec) -> TrialRow:
         state=end_state(last, error=result.error is not None, max_epochs=spec.max_epochs, metric=spec.metric),
         epochs=int(last.get("training_iteration", 0)),
         metric=float(value) if isinstance(value, (int, float)) else float("nan"),
-        config=config,
+        sampled=config,
         train_s=float(last.get("time_total_s", 0.0)),
     )
 
@@ -76,7 +76,7 @@ def build_report(spec: SweepSpec, results: Any, state: SweepState) -> SweepRepor
     rows = [_row(result, spec) for result in results]
     report = SweepReport(spec, rows, state.wall_s("search"), legs=max(1, state.legs))
     report.best = next(iter(ranked(report)), None)
-    report.baseline = next((r for r in rows if trial_meta(r.config).baseline), None)
+    report.baseline = next((r for r in rows if trial_meta(r.sampled).baseline), None)
     return report
 
 
@@ -94,12 +94,12 @@ def write_report(report: SweepReport, sweep_dir: Path) -> list[Path]:
 
 
 def _write_csv(report: SweepReport, path: Path) -> Path:
-    params = sorted({k for r in report.rows for k in sampled_flat(r.config)})
+    params = sorted({k for r in report.rows for k in sampled_flat(r.sampled)})
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["trial", "trial_id", "state", "epochs", report.spec.metric, "train_s", *params])
         for r in report.rows:
-            flat = sampled_flat(r.config)
+            flat = sampled_flat(r.sampled)
             cells = [r.number, r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2)]
             w.writerow([*cells, *(flat.get(p, "") for p in params)])
     return path
@@ -143,10 +143,10 @@ def format_table(report: SweepReport, limit: int = TOP_ROWS) -> str:
     """The trials, best first; a last line says how many were left out."""
     sign = 1.0 if report.spec.mode == "min" else -1.0
     rows = sorted(report.rows, key=lambda r: sign * r.metric if math.isfinite(r.metric) else math.inf)
-    params = sorted({k for r in rows for k in sampled_flat(r.config)})
+    params = sorted({k for r in rows for k in sampled_flat(r.sampled)})
     head = ["trial", "id", report.spec.metric, "at epoch", "state", *short_names(params)]
     lines = [
-        [str(r.number), r.trial_id, f"{r.metric:.4g}", str(r.epochs), r.state, *_values(sampled_flat(r.config), params)]
+        [str(r.number), r.trial_id, f"{r.metric:.4g}", str(r.epochs), r.state, *_values(sampled_flat(r.sampled), params)]
         for r in rows[:limit]
     ]
     table = text_table(head, lines)

@@ -74,33 +74,33 @@ class ConfirmSpec:
         return tuple(extra[(round_no - 2) * n : (round_no - 1) * n])
 
 
-def sweep_settings(raw: dict[str, Any], epochs: int, rep: Problems) -> dict[str, Any]:
+def sweep_settings(raw: dict[str, Any], epochs: int, problems: Problems) -> dict[str, Any]:
     """The remaining sweep settings; problems are reported, defaults stand in for bad values."""
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", ".."):
-        rep.add("name", f"got {name!r}; required, letters, digits and _ . - only (it names the sweep directory)")
+        problems.add("name", f"got {name!r}; required, letters, digits and _ . - only (it names the sweep directory)")
     if not isinstance(raw.get("description", ""), (str, type(None))):
-        rep.add("description", "expected text")
+        problems.add("description", "expected text")
     if not isinstance(raw.get("baseline", True), bool):
-        rep.add("baseline", f"got {raw['baseline']!r}, expected true or false")
+        problems.add("baseline", f"got {raw['baseline']!r}, expected true or false")
     if raw.get("sampler", "tpe") not in SAMPLERS:
-        rep.add("sampler", f"got {raw['sampler']!r}, expected one of {', '.join(SAMPLERS)}")
+        problems.add("sampler", f"got {raw['sampler']!r}, expected one of {', '.join(SAMPLERS)}")
     budget = raw.get("time_budget_s")
     if budget is not None and (parse_number(budget, False) is None or budget <= 0):
-        rep.add("time_budget_s", f"got {budget!r}, expected seconds > 0 or null")
+        problems.add("time_budget_s", f"got {budget!r}, expected seconds > 0 or null")
     storage = raw.get("storage")
     if storage is not None and (not isinstance(storage, str) or not storage.strip()):
-        rep.add("storage", f"got {storage!r}; expected a path or URI (e.g. s3://bucket/sweeps), or null")
-    res = mapping(raw, "resources", rep)
-    unknown_keys(res, ("cpu", "gpu"), "resources/", "resource", rep.add)
+        problems.add("storage", f"got {storage!r}; expected a path or URI (e.g. s3://bucket/sweeps), or null")
+    res = mapping(raw, "resources", problems)
+    unknown_keys(res, ("cpu", "gpu"), "resources/", "resource", problems)
     return {
         "description": str(raw.get("description") or ""),
-        "num_samples": count(raw, "num_samples", 8, 1, rep) or 1,
-        "max_concurrent_trials": count(raw, "max_concurrent_trials", 2, 1, rep) or 1,
-        "max_failures": count(raw, "max_failures", 1, 0, rep) or 0,
-        "scheduler": _scheduler(mapping(raw, "scheduler", rep), epochs, rep),
-        "cpu": _resource(res, "cpu", 1.0, rep),
-        "gpu": 0.0 if res.get("gpu") == "auto" else _resource(res, "gpu", 0.0, rep),
+        "num_samples": count(raw, "num_samples", 8, 1, problems) or 1,
+        "max_concurrent_trials": count(raw, "max_concurrent_trials", 2, 1, problems) or 1,
+        "max_failures": count(raw, "max_failures", 1, 0, problems) or 0,
+        "scheduler": _scheduler(mapping(raw, "scheduler", problems), epochs, problems),
+        "cpu": _resource(res, "cpu", 1.0, problems),
+        "gpu": 0.0 if res.get("gpu") == "auto" else _resource(res, "gpu", 0.0, problems),
         "gpu_auto": res.get("gpu") == "auto",
         "time_budget_s": None if budget is None else float(budget),
         "baseline": raw.get("baseline", True) is not False,
@@ -110,7 +110,7 @@ def sweep_settings(raw: dict[str, Any], epochs: int, rep: Problems) -> dict[str,
 
 
 def confirm_settings(
-    raw: dict[str, Any], full: dict[str, Any] | None, s: dict[str, Any], rep: Problems
+    raw: dict[str, Any], full: dict[str, Any] | None, s: dict[str, Any], problems: Problems
 ) -> ConfirmSpec | None:
     """`confirm`: absent = on with defaults when there is a baseline; false = off; true = defaults;
     or {top_k, seeds}. The seeds must differ from the search trials' `training/seed`."""
@@ -120,30 +120,32 @@ def confirm_settings(
     if value is True:
         value = {}
     if not isinstance(value, dict):
-        rep.add("confirm", f"got {value!r}, expected false, true or {{top_k: K, seeds: [S, ...]}}")
+        problems.add("confirm", f"got {value!r}, expected false, true or {{top_k: K, seeds: [S, ...]}}")
         return None
     if not s["baseline"]:
-        rep.add("confirm", "compares candidates with the baseline; set baseline: true or confirm: false")
+        problems.add("confirm", "compares candidates with the baseline; set baseline: true or confirm: false")
         return None
-    unknown_keys(value, ("top_k", "seeds", "max_seeds", "margin"), "confirm/", "confirm key", rep.add)
+    unknown_keys(value, ("top_k", "seeds", "max_seeds", "margin"), "confirm/", "confirm key", problems)
     search_seed = int(full["training"]["seed"]) if full is not None else 0
-    top_k = count(value, "confirm/top_k", 1, 1, rep, high=max(1, s["num_samples"] - 1)) or 1
+    top_k = count(value, "confirm/top_k", 1, 1, problems, high=max(1, s["num_samples"] - 1)) or 1
     default_seeds = [k for k in range(DEFAULT_CONFIRM_SEEDS + 1) if k != search_seed][:DEFAULT_CONFIRM_SEEDS]
     seeds = value.get("seeds", default_seeds)
     ok = isinstance(seeds, list) and all(parse_number(x, True) is not None and 0 <= x < 2**32 for x in seeds)
     if not ok or len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        rep.add("confirm/seeds", f"got {seeds!r}, expected a list of at least 2 distinct integers >= 0")
+        problems.add("confirm/seeds", f"got {seeds!r}, expected a list of at least 2 distinct integers >= 0")
         return None
     if search_seed in seeds:
-        rep.add("confirm/seeds", f"{search_seed} is the search trials' training/seed; confirmation needs fresh seeds")
-    max_seeds = count(value, "confirm/max_seeds", 2 * len(seeds), 1, rep, high=MAX_CONFIRM_SEEDS) or len(seeds)
+        problems.add(
+            "confirm/seeds", f"{search_seed} is the search trials' training/seed; confirmation needs fresh seeds"
+        )
+    max_seeds = count(value, "confirm/max_seeds", 2 * len(seeds), 1, problems, high=MAX_CONFIRM_SEEDS) or len(seeds)
     if max_seeds < len(seeds):
-        rep.add("confirm/max_seeds", f"got {max_seeds}, expected at least the {len(seeds)} confirm/seeds")
+        problems.add("confirm/max_seeds", f"got {max_seeds}, expected at least the {len(seeds)} confirm/seeds")
         max_seeds = len(seeds)
-    return ConfirmSpec(top_k, tuple(int(x) for x in seeds), max_seeds, _margin(value, rep))
+    return ConfirmSpec(top_k, tuple(int(x) for x in seeds), max_seeds, _margin(value, problems))
 
 
-def _margin(value: dict[str, Any], rep: Problems) -> Margin:
+def _margin(value: dict[str, Any], problems: Problems) -> Margin:
     """`confirm/margin`: a number in the objective's units, or a percentage of the baseline's mean."""
     raw = value.get("margin", DEFAULT_MARGIN)
     relative = isinstance(raw, str) and raw.strip().endswith("%")
@@ -154,7 +156,7 @@ def _margin(value: dict[str, Any], rep: Problems) -> Margin:
         except ValueError:
             number = None
     if number is None or not math.isfinite(number) or number < 0:
-        rep.add(
+        problems.add(
             "confirm/margin",
             f"got {raw!r}, expected a number >= 0 in the objective's units or a percentage of the baseline (1%)",
         )
@@ -162,66 +164,70 @@ def _margin(value: dict[str, Any], rep: Problems) -> Margin:
     return Margin(float(number) / 100 if relative else float(number), relative)
 
 
-def objective(raw: Any, base: Config | None, rep: Problems) -> tuple[str, str]:
+def objective(raw: Any, base: Config | None, problems: Problems) -> tuple[str, str]:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        rep.add("metric", "required: {name: METRIC, mode: min|max}, e.g. {name: val/transfer/l1, mode: min}")
+        problems.add("metric", "required: {name: METRIC, mode: min|max}, e.g. {name: val/transfer/l1, mode: min}")
         return "", "min"
-    unknown_keys(raw, ("name", "mode"), "metric/", "metric key", rep.add)
+    unknown_keys(raw, ("name", "mode"), "metric/", "metric key", problems)
     name = raw["name"]
     known = reported_metrics(base) if base is not None else [name]
     if name not in known:
         hint = difflib.get_close_matches(name, known, n=1)
-        rep.add("metric/name", f"{name} is not reported by training" + (f"; did you mean {hint[0]}?" if hint else ""))
+        problems.add(
+            "metric/name", f"{name} is not reported by training" + (f"; did you mean {hint[0]}?" if hint else "")
+        )
     mode = raw.get("mode", metric_directions().get(name, "min"))
     if mode not in ("min", "max"):
-        rep.add("metric/mode", f"got {mode!r}, expected min or max")
+        problems.add("metric/mode", f"got {mode!r}, expected min or max")
     return name, str(mode)
 
 
-def _scheduler(raw: dict[str, Any], epochs: int, rep: Problems) -> SchedulerSpec:
-    unknown_keys(raw, ("type", "grace_period", "reduction_factor"), "scheduler/", "scheduler key", rep.add)
+def _scheduler(raw: dict[str, Any], epochs: int, problems: Problems) -> SchedulerSpec:
+    unknown_keys(raw, ("type", "grace_period", "reduction_factor"), "scheduler/", "scheduler key", problems)
     kind = raw.get("type", "asha")
     if kind not in ("asha", "fifo"):
-        rep.add("scheduler/type", f"got {kind!r}, expected asha or fifo")
-    grace = count(raw, "scheduler/grace_period", 1, 1, rep) or 1
+        problems.add("scheduler/type", f"got {kind!r}, expected asha or fifo")
+    grace = count(raw, "scheduler/grace_period", 1, 1, problems) or 1
     if grace > epochs:
-        rep.add("scheduler/grace_period", f"{grace} is more than max_epochs {epochs}")
+        problems.add("scheduler/grace_period", f"{grace} is more than max_epochs {epochs}")
     factor = parse_number(raw.get("reduction_factor", 2), False)
     if factor is None or factor <= 1:
-        rep.add("scheduler/reduction_factor", f"got {raw.get('reduction_factor')!r}, expected a number > 1")
+        problems.add("scheduler/reduction_factor", f"got {raw.get('reduction_factor')!r}, expected a number > 1")
     return SchedulerSpec(str(kind), grace, float(factor or 2))
 
 
-def _resource(raw: dict[str, Any], key: str, default: float, rep: Problems) -> float:
+def _resource(raw: dict[str, Any], key: str, default: float, problems: Problems) -> float:
     value = parse_number(raw.get(key, default), False)
     # Ray accepts fractions up to 1 and whole numbers above.
     if value is None or value < 0 or (key == "cpu" and value == 0) or (value > 1 and not float(value).is_integer()):
         least = "> 0" if key == "cpu" else ">= 0"
         auto = " or auto" if key == "gpu" else ""
-        rep.add(
+        problems.add(
             f"resources/{key}", f"got {raw.get(key)!r}, expected a fraction up to 1 or a whole number ({least}){auto}"
         )
         return default
     return float(value)
 
 
-def mapping(raw: dict[str, Any], key: str, rep: Problems) -> dict[str, Any]:
+def mapping(raw: dict[str, Any], key: str, problems: Problems) -> dict[str, Any]:
     value = raw.get(key)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        rep.add(key, f"expected a mapping, got {value!r}")
+        problems.add(key, f"expected a mapping, got {value!r}")
         return {}
     return value
 
 
-def count(raw: dict[str, Any], key: str, default: int | None, low: int, rep: Problems, high: int = 0) -> int | None:
+def count(
+    raw: dict[str, Any], key: str, default: int | None, low: int, problems: Problems, high: int = 0
+) -> int | None:
     """An integer setting >= low (and <= high if given); `key` may be a `section/name` path."""
     value = raw.get(key.rsplit("/", 1)[-1], default)
     if value is None and default is None:
         return None
     number = parse_number(value, True)
     if number is None or number < low or (high and number > high):
-        rep.add(key, f"got {value!r}, expected an integer " + (f"from {low} to {high}" if high else f">= {low}"))
+        problems.add(key, f"got {value!r}, expected an integer " + (f"from {low} to {high}" if high else f">= {low}"))
         return default
     return int(number)

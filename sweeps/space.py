@@ -14,10 +14,11 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeps.sweep_yaml import Problems
 from vunet_core import (
     Config,
     ConfigError,
@@ -30,7 +31,6 @@ from vunet_core import (
     number_problem,
 )
 
-Report = Callable[[str, str], None]  # (key, message): one problem line
 KINDS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform", "categorical", "constant")
 DIST_KEYS = ("distribution", "min", "max", "step", "values", "value", "when")
 # Integer ranges are checked at both bounds and up to this many evenly spaced grid values in
@@ -62,72 +62,74 @@ class Distribution:
 # --------------------------------------------------------------------------- grammar
 
 
-def parse_distribution(raw: Any, key: str, report: Report) -> Distribution | None:
+def parse_distribution(raw: Any, key: str, problems: Problems) -> Distribution | None:
     """One `parameters` entry -> Distribution; structural problems reported under `key`."""
     if not isinstance(raw, dict):
-        report(key, "expected {distribution: uniform, min: A, max: B}, {values: [...]} or {value: X}")
+        problems.add(key, "expected {distribution: uniform, min: A, max: B}, {values: [...]} or {value: X}")
         return None
     if any(k not in DIST_KEYS for k in raw):
-        unknown_keys(raw, DIST_KEYS, key + "/", "distribution key", report)
+        unknown_keys(raw, DIST_KEYS, key + "/", "distribution key", problems)
         return None  # a typo (mx for max) would otherwise also read as a missing key
     kind = raw.get("distribution") or ("categorical" if "values" in raw else "constant" if "value" in raw else None)
     if kind not in KINDS:
         got = f"got {kind!r}" if kind else "missing"
-        report(f"{key}/distribution", f"{got}; expected one of {', '.join(KINDS)}" + hint(kind, KINDS))
+        problems.add(f"{key}/distribution", f"{got}; expected one of {', '.join(KINDS)}" + hint(kind, KINDS))
         return None
     allowed = {"categorical": ("values", "when"), "constant": ("value",)}.get(kind, ("min", "max", "step", "when"))
     for k in DIST_KEYS[1:]:
         if k in raw and k not in allowed:
-            report(f"{key}/{k}", f"does not apply to a {kind} distribution (it takes {', '.join(allowed)})")
-    when = _when(raw.get("when", {}), key, report)
+            problems.add(f"{key}/{k}", f"does not apply to a {kind} distribution (it takes {', '.join(allowed)})")
+    when = _when(raw.get("when", {}), key, problems)
     if kind == "constant":
         if "value" not in raw:
-            report(key, "a constant needs value: X")
+            problems.add(key, "a constant needs value: X")
         return Distribution(kind, value=raw.get("value"))
     if kind == "categorical":
-        return _categorical(raw.get("values"), when, key, report)
-    return _numeric(kind, raw, when, key, report)
+        return _categorical(raw.get("values"), when, key, problems)
+    return _numeric(kind, raw, when, key, problems)
 
 
-def _categorical(values: Any, when: dict[str, list[Any]], key: str, report: Report) -> Distribution | None:
+def _categorical(values: Any, when: dict[str, list[Any]], key: str, problems: Problems) -> Distribution | None:
     # Optuna's CategoricalDistribution holds only these scalar types.
     scalars = (str, int, float, bool, type(None))
     if not isinstance(values, list) or not values or not all(isinstance(v, scalars) for v in values):
-        report(f"{key}/values", f"got {values!r}, expected a non-empty list of numbers, strings, booleans or null")
+        problems.add(
+            f"{key}/values", f"got {values!r}, expected a non-empty list of numbers, strings, booleans or null"
+        )
         return None
     if bad := [v for v in values if isinstance(v, (int, float)) and number_problem(v)]:
-        report(f"{key}/values", f"got {bad[0]!r}, {number_problem(bad[0])}")
+        problems.add(f"{key}/values", f"got {bad[0]!r}, {number_problem(bad[0])}")
         return None
     if any(same_value(a, b) for i, a in enumerate(values) for b in values[i + 1 :]):
-        report(f"{key}/values", f"{values!r} lists a value twice")
+        problems.add(f"{key}/values", f"{values!r} lists a value twice")
     return Distribution("categorical", values=tuple(values), when=when)
 
 
 def _numeric(
-    kind: str, raw: dict[str, Any], when: dict[str, list[Any]], key: str, report: Report
+    kind: str, raw: dict[str, Any], when: dict[str, list[Any]], key: str, problems: Problems
 ) -> Distribution | None:
     integer = kind.startswith("int")
     low, high = parse_number(raw.get("min"), integer), parse_number(raw.get("max"), integer)
     step = parse_number(raw["step"], integer) if "step" in raw else None
     if not integer:  # Optuna's float distributions and the config's float fields want floats
         low, high, step = (None if v is None else float(v) for v in (low, high, step))
-    problems: list[tuple[str, str]] = []
+    found: list[tuple[str, str]] = []
     for k, v in (("min", low), ("max", high)):
         if v is None:
-            problems.append((f"{key}/{k}", _not_a_bound(raw.get(k), integer)))
+            found.append((f"{key}/{k}", _not_a_bound(raw.get(k), integer)))
     if low is None or high is None:
         pass
     elif not math.isfinite(high - low):
-        problems.append((key, f"range {low}..{high} is too wide to sample (its width is not a finite number)"))
+        found.append((key, f"range {low}..{high} is too wide to sample (its width is not a finite number)"))
     elif low >= high:
-        problems.append((key, f"empty or inverted range: min {low} >= max {high} (for a single value write value: X)"))
+        found.append((key, f"empty or inverted range: min {low} >= max {high} (for a single value write value: X)"))
     elif kind.endswith("log_uniform") and low <= 0:
-        problems.append((f"{key}/min", f"{kind} needs min > 0, got {low}"))
+        found.append((f"{key}/min", f"{kind} needs min > 0, got {low}"))
     elif "step" in raw and (problem := _step_problem(kind, low, high, step, raw["step"])):
-        problems.append((f"{key}/step", problem))
-    for k, msg in problems:
-        report(k, msg)
-    return None if problems else Distribution(kind, low=low, high=high, step=step, when=when)
+        found.append((f"{key}/step", problem))
+    for k, msg in found:
+        problems.add(k, msg)
+    return None if found else Distribution(kind, low=low, high=high, step=step, when=when)
 
 
 def _not_a_bound(given: Any, integer: bool) -> str:
@@ -149,22 +151,22 @@ def _step_problem(kind: str, low: float, high: float, step: float | None, given:
     return None
 
 
-def _when(raw: Any, key: str, report: Report) -> dict[str, list[Any]]:
+def _when(raw: Any, key: str, problems: Problems) -> dict[str, list[Any]]:
     if not isinstance(raw, dict):
-        report(f"{key}/when", "expected {categorical/path: value or [values]}")
+        problems.add(f"{key}/when", "expected {categorical/path: value or [values]}")
         return {}
     return {str(p): list(v) if isinstance(v, list) else [v] for p, v in raw.items()}
 
 
-def order_parameters(params: dict[str, Distribution], report: Report) -> dict[str, Distribution]:
+def order_parameters(params: dict[str, Distribution], problems: Problems) -> dict[str, Distribution]:
     """Check `when` and order parameters so each follows the categoricals it depends on."""
     for path, dist in params.items():
         for parent, vals in dist.when.items():
             key, other = f"parameters/{path}/when/{parent}", params.get(parent)
             if other is None or other.kind != "categorical":
-                report(key, f"{parent} is not a categorical parameter of this sweep (a condition needs one)")
+                problems.add(key, f"{parent} is not a categorical parameter of this sweep (a condition needs one)")
             elif bad := [v for v in vals if not any(same_value(v, c) for c in other.values)]:
-                report(key, f"{parent} cannot take {bad!r}; its values are {list(other.values)!r}")
+                problems.add(key, f"{parent} cannot take {bad!r}; its values are {list(other.values)!r}")
     ordered: dict[str, Distribution] = {}
     visiting: set[str] = set()
 
@@ -172,7 +174,7 @@ def order_parameters(params: dict[str, Distribution], report: Report) -> dict[st
         if path in ordered or path not in params:
             return
         if path in visiting:
-            report(f"parameters/{path}/when", "conditions form a cycle")
+            problems.add(f"parameters/{path}/when", "conditions form a cycle")
             return
         visiting.add(path)
         for parent in params[path].when:
@@ -187,7 +189,7 @@ def order_parameters(params: dict[str, Distribution], report: Report) -> dict[st
 # --------------------------------------------------------------------------- checks against the config
 
 
-def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline: bool, report: Report) -> None:
+def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline: bool, problems: Problems) -> None:
     """Every searched bound/value must be a valid config value for its path (no holes that kill trials)."""
     full = config_to_tree(base_cfg)
     base = flatten(full)
@@ -196,7 +198,7 @@ def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline
         if dist.kind == "constant":
             continue  # applied (and checked) as part of the base tree
         if problem := _kind_problem(path, dist):
-            report(key, problem)
+            problems.add(key, problem)
             continue
         # A conditional parameter is only sampled with its parents at an activating value.
         context = {p: v[0] for p, v in dist.when.items() if p in params and v[0] in params[p].values}
@@ -204,16 +206,16 @@ def check_parameters(params: dict[str, Distribution], base_cfg: Config, baseline
             try:
                 config_from_tree(apply_overrides(full, {**context, path: value}))
             except (ConfigError, PathsError) as exc:
-                report(key, f"{value!r} is not a valid value here: {exc}")
+                problems.add(key, f"{value!r} is not a valid value here: {exc}")
                 break
         if baseline and dist.active(base):
-            _check_baseline(dist, base[path], key, report)
+            _check_baseline(dist, base[path], key, problems)
         term_path, _, leaf = path.rpartition("/")
         term = _loss_term(base_cfg, term_path)
         if term is not None and term.ramped and leaf == "weight":
             # A sampled weight would replace the base's ramp by a constant in every trial: the ramp
             # silently gone is far more often a mistake than the intent, so it must be said.
-            report(
+            problems.add(
                 key,
                 f"would replace the ramp of {term_path} in the base config by a constant weight in every trial; "
                 f"search its *_ramp_* keys, or set {term_path}/start_ramp_it etc. to null in fixed to search a constant",
@@ -251,15 +253,15 @@ def _candidates(dist: Distribution) -> list[Any]:
     return [grid[0], grid[-1], *grid[every:-1:every]]  # bounds first: their messages are the clearest
 
 
-def _check_baseline(dist: Distribution, value: Any, key: str, report: Report) -> None:
+def _check_baseline(dist: Distribution, value: Any, key: str, problems: Problems) -> None:
     """The base value is enqueued as the first trial; Optuna must represent it. Out-of-range
     numbers are fine (Optuna warns and TPE copes), null, non-positive log values and unknown
     categories are not."""
     fix = "set it in a base file, or set baseline: false"
     if dist.kind == "categorical" and not any(same_value(value, v) for v in dist.values):
-        report(key, f"the base value {value!r} (baseline trial) is not among values; add it, {fix}")
+        problems.add(key, f"the base value {value!r} (baseline trial) is not among values; add it, {fix}")
     elif dist.kind != "categorical" and (value is None or (dist.log and value <= 0)):
-        report(key, f"the base value {value!r} (baseline trial) cannot be a {dist.kind} value; {fix}")
+        problems.add(key, f"the base value {value!r} (baseline trial) cannot be a {dist.kind} value; {fix}")
 
 
 # --------------------------------------------------------------------------- small helpers (also used by spec.py)
@@ -294,10 +296,10 @@ def same_value(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
-def unknown_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, what: str, report: Report) -> None:
+def unknown_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, what: str, problems: Problems) -> None:
     for key in raw:
         if key not in allowed:
-            report(f"{prefix}{key}", f"unknown {what}" + hint(key, allowed))
+            problems.add(f"{prefix}{key}", f"unknown {what}" + hint(key, allowed))
 
 
 def hint(word: Any, options: tuple[str, ...]) -> str:

@@ -117,11 +117,11 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     """Read and completely validate a sweep file; raises SpecError listing every problem."""
     src = Path(path)
     text, raw, lines = read_sweep_yaml(src)
-    rep = Problems(str(path), lines)
-    config_overrides, spec_overrides = _split_overrides(raw, dict(overrides or {}), rep)
-    spec = _parse(src, text, raw, config_overrides, spec_overrides, rep)
-    if rep.problems or spec is None:
-        raise SpecError(rep.problems)
+    problems = Problems(str(path), lines)
+    config_overrides, spec_overrides = _split_overrides(raw, dict(overrides or {}), problems)
+    spec = _parse(src, text, raw, config_overrides, spec_overrides, problems)
+    if problems.problems or spec is None:
+        raise SpecError(problems.problems)
     return spec
 
 
@@ -129,7 +129,7 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
 
 
 def _split_overrides(
-    raw: dict[str, Any], overrides: dict[str, Any], rep: Problems
+    raw: dict[str, Any], overrides: dict[str, Any], problems: Problems
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Command-line overrides: sweep settings (e.g. resources/gpu) go into `raw`, the rest are config paths."""
     config_part: dict[str, Any] = {}
@@ -144,7 +144,9 @@ def _split_overrides(
                 section[leaf or head] = value
             spec_part[key] = value
         elif head in TOP_KEYS:
-            rep.add(f"override {key}", f"cannot be set from the command line; settable: {', '.join(SPEC_OVERRIDES)}")
+            problems.add(
+                f"override {key}", f"cannot be set from the command line; settable: {', '.join(SPEC_OVERRIDES)}"
+            )
         else:
             config_part[key] = value
     return config_part, spec_part
@@ -154,34 +156,39 @@ def _split_overrides(
 
 
 def _parse(
-    src: Path, text: str, raw: dict[str, Any], overrides: dict[str, Any], spec_overrides: dict[str, Any], rep: Problems
+    src: Path,
+    text: str,
+    raw: dict[str, Any],
+    overrides: dict[str, Any],
+    spec_overrides: dict[str, Any],
+    problems: Problems,
 ) -> SweepSpec | None:
-    unknown_keys(raw, TOP_KEYS, "", "sweep setting", rep.add)
-    fixed = _config_paths(mapping(raw, "fixed", rep), "fixed/", rep)
-    overrides = _config_paths(overrides, "override ", rep)
-    params = _parameters(mapping(raw, "parameters", rep), rep)
+    unknown_keys(raw, TOP_KEYS, "", "sweep setting", problems)
+    fixed = _config_paths(mapping(raw, "fixed", problems), "fixed/", problems)
+    overrides = _config_paths(overrides, "override ", problems)
+    params = _parameters(mapping(raw, "parameters", problems), problems)
     for path in set(params) & set(fixed):
-        rep.add(f"fixed/{path}", "is also searched in parameters; a path is either fixed or searched")
+        problems.add(f"fixed/{path}", "is also searched in parameters; a path is either fixed or searched")
     for path in set(params) & set(overrides):
-        rep.add(f"override {path}", "is searched in parameters and cannot be overridden; change its range there")
-    epochs = count(raw, "max_epochs", None, 1, rep)
-    seed = count(raw, "seed", 0, 0, rep, high=2**32 - 1) or 0
+        problems.add(f"override {path}", "is searched in parameters and cannot be overridden; change its range there")
+    epochs = count(raw, "max_epochs", None, 1, problems)
+    seed = count(raw, "seed", 0, 0, problems, high=2**32 - 1) or 0
     consts = {p: d.value for p, d in params.items() if d.kind == "constant"}
-    base = _full_config(src, raw, _Layers(fixed, overrides, consts), epochs, rep)  # the one Config of the base
+    base = _full_config(src, raw, _Layers(fixed, overrides, consts), epochs, problems)  # the one Config of the base
     full = config_to_tree(base) if base is not None else None
     if base is not None:
         epochs = base.training.num_epochs
-        check_parameters(params, base, raw.get("baseline", True) is not False, rep.add)
-    metric, mode = objective(raw.get("metric"), base, rep)
-    s = sweep_settings(raw, epochs or 1, rep)
+        check_parameters(params, base, raw.get("baseline", True) is not False, problems)
+    metric, mode = objective(raw.get("metric"), base, problems)
+    s = sweep_settings(raw, epochs or 1, problems)
     if full is not None and full["training"]["num_threads"] == 0:
         # A trial computes with as many torch threads as CPUs it holds (Ray sets OMP_NUM_THREADS
         # so); written into its config, best_config.yaml reproduces the trial's numerics.
         full["training"]["num_threads"] = max(1, int(s["cpu"]))
     if full is not None and s["gpu"] == 0 and not s["gpu_auto"] and full["training"]["device"] == "cuda":
-        rep.add("resources/gpu", "is 0 but training/device is cuda; give each trial a GPU (e.g. 0.5 or 1)")
-    confirm = confirm_settings(raw, full, s, rep)
-    if rep.problems or full is None or epochs is None:
+        problems.add("resources/gpu", "is 0 but training/device is cuda; give each trial a GPU (e.g. 0.5 or 1)")
+    confirm = confirm_settings(raw, full, s, problems)
+    if problems.problems or full is None or epochs is None:
         return None
     return SweepSpec(
         name=raw["name"], source_path=src.resolve(), source_text=text,
@@ -200,10 +207,12 @@ class _Layers:
     consts: dict[str, Any]  # constants act like `fixed` (config grammar) but are recorded as trial parameters
 
 
-def _full_config(src: Path, raw: dict[str, Any], layers: _Layers, epochs: int | None, rep: Problems) -> Config | None:
+def _full_config(
+    src: Path, raw: dict[str, Any], layers: _Layers, epochs: int | None, problems: Problems
+) -> Config | None:
     """Resolved trial base: base files <- fixed <- overrides <- constants <- epochs/progress.
     Built once; only when that fails are the layers rebuilt one by one to name the one at fault."""
-    tree = _base_files_tree(src, raw, rep)
+    tree = _base_files_tree(src, raw, problems)
     if tree is None:
         return None
     sweep_set: dict[str, Any] = {"training/progress": False}
@@ -215,11 +224,11 @@ def _full_config(src: Path, raw: dict[str, Any], layers: _Layers, epochs: int | 
             layered = apply_overrides(layered, layer)
         return config_from_tree(layered)
     except (ConfigError, PathsError) as exc:
-        _name_the_layer(tree, layers, str(exc), rep)
+        _name_the_layer(tree, layers, str(exc), problems)
         return None
 
 
-def _name_the_layer(tree: dict[str, Any], layers: _Layers, problem: str, rep: Problems) -> None:
+def _name_the_layer(tree: dict[str, Any], layers: _Layers, problem: str, problems: Problems) -> None:
     """Report a config problem at the entry (and line) that causes it, when one does alone."""
     consts = layers.consts
     steps: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -232,38 +241,38 @@ def _name_the_layer(tree: dict[str, Any], layers: _Layers, problem: str, rep: Pr
         if (found := _config_problem(tree)) is not None:
             path, _, rest = found.partition(": ")
             if re.sub(r"\[\d+\]$", "", path) in layer:
-                rep.add(f"{prefix}{path}", rest)
+                problems.add(f"{prefix}{path}", rest)
             else:
-                rep.add(stage, f"the config is invalid after applying {stage}: {found}")
+                problems.add(stage, f"the config is invalid after applying {stage}: {found}")
             return
     bad = {p: e for p, v in consts.items() if (e := _config_problem(apply_overrides(tree, {p: v}))) is not None}
     for path, found in bad.items():
-        rep.add(f"parameters/{path}/value", f"{consts[path]!r} is not a valid value here: {found}")
+        problems.add(f"parameters/{path}/value", f"{consts[path]!r} is not a valid value here: {found}")
     if not bad:
-        rep.add("parameters", f"the constants together make the config invalid: {problem}")
+        problems.add("parameters", f"the constants together make the config invalid: {problem}")
 
 
-def _base_files_tree(src: Path, raw: dict[str, Any], rep: Problems) -> dict[str, Any] | None:
+def _base_files_tree(src: Path, raw: dict[str, Any], problems: Problems) -> dict[str, Any] | None:
     entries = _base_list(raw.get("base"))
     if not isinstance(raw.get("base", []), (list, str)):
-        rep.add("base", f"got {raw['base']!r}, expected a list of config files")
+        problems.add("base", f"got {raw['base']!r}, expected a list of config files")
     ok = True
     for i, entry in enumerate(entries):
         if not isinstance(entry, str):
-            rep.add(f"base[{i}]", f"got {entry!r}, expected a config file path")
+            problems.add(f"base[{i}]", f"got {entry!r}, expected a config file path")
             ok = False
         elif (p := _resolve(src, entry)).is_dir():
-            rep.add(f"base[{i}]", f"{entry}: is a directory (at {p}); expected a config YAML file")
+            problems.add(f"base[{i}]", f"{entry}: is a directory (at {p}); expected a config YAML file")
             ok = False
         elif not p.is_file():
-            rep.add(f"base[{i}]", f"{entry}: no such file (looked for {p})")
+            problems.add(f"base[{i}]", f"{entry}: no such file (looked for {p})")
             ok = False
     if not ok:
         return None
     try:
         return merge_yaml_files([_resolve(src, e) for e in entries])
     except PathsError as exc:
-        rep.add("base", str(exc))
+        problems.add("base", str(exc))
         return None
 
 
@@ -278,38 +287,38 @@ def _config_problem(tree: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- parameters
 
 
-def _parameters(raw: dict[str, Any], rep: Problems) -> dict[str, Distribution]:
+def _parameters(raw: dict[str, Any], problems: Problems) -> dict[str, Distribution]:
     out: dict[str, Distribution] = {}
     for path, spec in raw.items():
         key = f"parameters/{path}"
-        if _path_problem(str(path), key, rep):
+        if _path_problem(str(path), key, problems):
             continue
-        dist = parse_distribution(spec, key, rep.add)
+        dist = parse_distribution(spec, key, problems)
         if dist is not None:
             out[str(path)] = dist
-    return order_parameters(out, rep.add)
+    return order_parameters(out, problems)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _config_paths(raw: dict[str, Any], where: str, rep: Problems) -> dict[str, Any]:
+def _config_paths(raw: dict[str, Any], where: str, problems: Problems) -> dict[str, Any]:
     """Flat `/`-path -> value of a (possibly nested) mapping; unknown/reserved paths reported."""
     flat = flatten(raw)
-    return {p: v for p, v in flat.items() if not _path_problem(p, f"{where}{p}", rep)}
+    return {p: v for p, v in flat.items() if not _path_problem(p, f"{where}{p}", problems)}
 
 
-def _path_problem(path: str, key: str, rep: Problems) -> bool:
+def _path_problem(path: str, key: str, problems: Problems) -> bool:
     if path in RESERVED:
-        rep.add(key, f"{RESERVED[path]}; remove it here")
+        problems.add(key, f"{RESERVED[path]}; remove it here")
         return True
     if path in _KNOWN:
         return False
     if any(k.startswith(path + "/") for k in _KNOWN):
-        rep.add(key, f"{path} is a section, not a setting; name a full path such as {_first_under(path)}")
+        problems.add(key, f"{path} is a section, not a setting; name a full path such as {_first_under(path)}")
     else:
         hint = closest_path(path)
-        rep.add(key, f"unknown config path {path}" + (f"; did you mean {hint}?" if hint else ""))
+        problems.add(key, f"unknown config path {path}" + (f"; did you mean {hint}?" if hint else ""))
     return True
 
 

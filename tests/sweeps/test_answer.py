@@ -40,7 +40,7 @@ def _finished(tmp_path: Path, confirmed: bool) -> tuple[SweepSession, SweepRepor
     sweep_dir = tmp_path / "sweep"
     run_searcher(searcher(spec, sweep_dir), 2)  # the study the report's plots read
     rows = [row(0, 0.20), row(3, 0.17, lr=3e-3), row(4, 0.19, epochs=2, state="early_stopped", lr=4e-3)]
-    rows[0].config["sweep"] = {"stage": "search", "baseline": True, "number": 0}
+    rows[0].sampled["sweep"] = {"stage": "search", "baseline": True, "number": 0}
     report = SweepReport(spec, rows, wall_s=100.0, best=rows[1], baseline=rows[0])
     session = SweepSession(spec, spec.base_tree(), "sqlite:////x/mlflow.db", sweep_dir, local(sweep_dir))
     session.experiment_id, session.parent_id = "1", "parent-run"
@@ -62,7 +62,7 @@ def test_the_answer_is_written_logged_and_the_parent_finished_last(
     sweep_dir = session.sweep_dir
 
     best = report.rows[1]  # trial 3: the search's best, and confirmed better
-    assert (sweep_dir / BEST_CONFIG).read_text() == render_config(trial_cfg(session.base_tree, best.config))
+    assert (sweep_dir / BEST_CONFIG).read_text() == render_config(trial_cfg(session.base_tree, best.sampled))
     record = json.loads((sweep_dir / BEST_TRIAL).read_text())
     assert (record["trial_id"], record["run_id"], record["parent_run_id"]) == ("t3", "run-of-t3", "parent-run")
     assert ("confirmation" in record) is confirmed
