@@ -102,17 +102,19 @@ class Confirmation:
         return min(scored, key=lambda c: sign * c.mean, default=None)
 
 
-def run_stage(  # noqa: PLR0913 - the stage's inputs: what it confirms, where it runs, how Tune is driven
-    session: SweepSession,
-    report: SweepReport,
-    callbacks: list[Any],
-    fit: Callable[[Any], Any],
-    resume: bool,
-    stopped: Callable[[], bool],
-) -> Confirmation:
+@dataclass(frozen=True)
+class Runner:
+    """How the driver runs a stage's Tuners: `fit` runs one to its end (or to an interrupt),
+    `stopped` says whether an interrupt came, `resume` whether the sweep is being resumed."""
+
+    fit: Callable[[Any], Any]
+    stopped: Callable[[], bool]
+    resume: bool = False
+
+
+def run_stage(session: SweepSession, report: SweepReport, callbacks: list[Any], runner: Runner) -> Confirmation:
     """Retrain the baseline and the best search trials with fresh seeds, round by round until
-    each candidate is decided or has `max_seeds` (`fit` runs a Tuner to its end or to an
-    interrupt; `stopped` says whether one came); continues an interrupted confirmation. The
+    each candidate is decided or has `max_seeds`; continues an interrupted confirmation. The
     caller sets the wall time (it knows the legs)."""
     from sweeps.tuner import TUNE_DIR_NAME
 
@@ -129,8 +131,8 @@ def run_stage(  # noqa: PLR0913 - the stage's inputs: what it confirms, where it
         if len(runners) == 1 or not seeds:
             break
         _print_round(spec, round_no, runners, seeds)
-        results = fit(_round_tuner(session, callbacks, round_no, trial_configs(runners, seeds), resume))
-        if stopped():
+        results = runner.fit(_round_tuner(session, callbacks, round_no, trial_configs(runners, seeds), runner.resume))
+        if runner.stopped():
             break
         conf.train_s += record(spec, runners, results)
         judge_all(conf, round_no)

@@ -269,14 +269,12 @@ def _fit(
         report = build_report(spec, results, read_state(session.sweep_dir))
         if spec.confirm is None or report.baseline is None or interrupts.signal is not None:
             return report, None
-        confirmation = confirm.run_stage(
-            session,
-            report,
-            callbacks,
-            lambda t: _run_stage(session, "confirm", t, interrupts),
-            options.resume,
-            lambda: interrupts.signal is not None,
+        runner = confirm.Runner(
+            fit=lambda t: _run_stage(session, "confirm", t, interrupts),
+            stopped=lambda: interrupts.signal is not None,
+            resume=options.resume,
         )
+        confirmation = confirm.run_stage(session, report, callbacks, runner)
         confirmation.wall_s = read_state(session.sweep_dir).wall_s("confirm")  # over every leg
         return report, confirmation
     finally:

@@ -146,7 +146,14 @@ def format_table(report: SweepReport, limit: int = TOP_ROWS) -> str:
     params = sorted({k for r in rows for k in sampled_flat(r.sampled)})
     head = ["trial", "id", report.spec.metric, "at epoch", "state", *short_names(params)]
     lines = [
-        [str(r.number), r.trial_id, f"{r.metric:.4g}", str(r.epochs), r.state, *_values(sampled_flat(r.sampled), params)]
+        [
+            str(r.number),
+            r.trial_id,
+            f"{r.metric:.4g}",
+            str(r.epochs),
+            r.state,
+            *_values(sampled_flat(r.sampled), params),
+        ]
         for r in rows[:limit]
     ]
     table = text_table(head, lines)

@@ -214,7 +214,7 @@ def test_undecided_candidates_get_another_round_of_seeds_and_decided_ones_stop(
         ]  # type: ignore[index]
 
     monkeypatch.setattr(confirm, "_round_tuner", fake_tuner)
-    conf = confirm.run_stage(session, rep, [], fit, False, lambda: False)
+    conf = confirm.run_stage(session, rep, [], confirm.Runner(fit, lambda: False))
     assert rounds[0] == (1, [(c, s) for c in ("baseline", "trial 2", "trial 3") for s in (1, 2, 3)])
     assert rounds[1] == (2, [(c, s) for c in ("baseline", "trial 3") for s in (4, 5, 6)])  # trial 2 was decided
     assert len(rounds) == 2
@@ -228,5 +228,5 @@ def test_undecided_candidates_get_another_round_of_seeds_and_decided_ones_stop(
     # Interrupted in the first round: no second round starts.
     rounds.clear()
     rep = report(tmp_path, [row(0, 0.20), row(2, 0.17, lr=2e-3), row(3, 0.18, lr=3e-3)])
-    confirm.run_stage(session, rep, [], fit, False, lambda: True)
+    confirm.run_stage(session, rep, [], confirm.Runner(fit, lambda: True))
     assert [r for r, _ in rounds] == [1]
