@@ -43,6 +43,7 @@ from vunet_core import config_from_tree, prepare_data, render_config
 
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
 FLUSH_AT_END_S = 30.0
+THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Ray in each trial worker
 log = logging.getLogger(__name__)
 
 
@@ -84,11 +85,15 @@ def _start_ray(address: str | None, num_cpus: int | None, storage: Storage) -> N
     # Tune's experiment state (what --resume restores after a crash) at most 1 s old, so it never
     # names a checkpoint older than the two each trial keeps (epochs take seconds or more).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # A trial's worker is reused for the next trial (reuse_actors) once its training function has
+    # returned; Ray waits 2 s for that, and a finished trial's clean-up on a busy machine took
+    # longer: the next trial then crashed with "reset_config() ... return True". Wait longer.
+    os.environ.setdefault(THREAD_TIMEOUT_ENV, "60")
     to_driver = console.verbose()  # trial workers' output on the terminal only with --verbose
     if address:
         # Trials on other nodes write checkpoints to the storage with the driver's AWS settings.
         aws = {k: v for k in AWS_VARIABLES if storage.remote and (v := os.environ.get(k))}
-        runtime_env = {"env_vars": aws} if aws else None
+        runtime_env = {"env_vars": {**aws, THREAD_TIMEOUT_ENV: os.environ[THREAD_TIMEOUT_ENV]}}
         context = ray.init(address=address, log_to_driver=to_driver, runtime_env=runtime_env)
     else:  # a single-machine instance listens on the loopback interface only (see sweeps/run.py)
         context = ray.init(
