@@ -90,17 +90,39 @@ def test_smoke_is_tiny() -> None:
 
 
 def test_valid_spec_resolves_defaults_and_tree(tmp_path: Path) -> None:
+    from vunet_core import config_to_tree
+
     spec = load_spec(write(tmp_path, VALID))
     assert isinstance(spec, SweepSpec)
+    assert (spec.name, spec.description, spec.base_files, spec.source_path) == ("t", "", [], tmp_path / "sweep.yaml")
     assert spec.fixed == {"training/steps_per_epoch": 2, "model/base_channels": 8}  # nested -> flat
+    assert spec.overrides == {} and spec.spec_overrides == {}
+    assert list(spec.parameters) == list(VALID["parameters"])  # already in `when` order
     assert spec.parameters["model/appearance_input"] == Distribution("categorical", values=("crops", "image"))
     assert spec.parameters["losses/color_gradient/weight"].when == {"model/appearance_input": ["image"]}
+    assert spec.parameters["losses/KL/ramp_shape"] == Distribution("constant", value="linear")
+    assert (spec.metric, spec.mode, spec.num_samples, spec.max_epochs) == ("val/transfer/l1", "min", 4, 2)
+    # the defaults of everything VALID leaves out
     assert (spec.max_concurrent_trials, spec.cpu, spec.gpu, spec.seed, spec.max_failures) == (2, 1.0, 0.0, 0, 1)
-    assert spec.scheduler.type == "asha" and spec.scheduler.grace_period == 1 and spec.time_budget_s is None
+    assert (spec.gpu_auto, spec.time_budget_s, spec.baseline, spec.sampler, spec.storage) == (
+        False, None, True, "tpe", None,
+    )  # fmt: skip
+    assert (spec.scheduler.type, spec.scheduler.grace_period, spec.scheduler.reduction_factor) == ("asha", 1, 2.0)
+    # a baseline turns confirmation on: 3 fresh seeds (not training/seed 0), twice as many at most, 1% margin
+    assert spec.confirm == ConfirmSpec(top_k=1, seeds=(1, 2, 3), max_seeds=6, margin=Margin(0.01, relative=True))
+    no_mode = variant(metric={"name": "val/transfer/l1"})
+    assert load_spec(write(tmp_path, no_mode, "no_mode.yaml")).mode == "min"  # the metric's own direction
+
     tree = spec.base_tree()
+    expected = config_to_tree(Config())  # no base files: the embedded defaults ...
+    expected["training"].update(steps_per_epoch=2, num_epochs=2, progress=False)  # ... <- fixed <- sweep settings
+    expected["training"]["num_threads"] = 1  # torch threads = the trial's CPUs (default 0 = torch's choice)
+    expected["model"]["base_channels"] = 8
+    assert tree == expected
     assert tree["training"]["num_epochs"] == 2 and tree["training"]["seed"] == 0
     assert tree["training"]["steps_per_epoch"] == 2 and tree["model"]["base_channels"] == 8
     assert tree["losses"]["KL"]["start_ramp_it"] == 0.5  # untouched default ramp
+    assert spec.base_config() == config_from_tree(tree)
     tree["model"]["base_channels"] = 99
     assert spec.base_tree()["model"]["base_channels"] == 8  # a copy each time
 
