@@ -20,6 +20,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sweeps.files import EPOCH_RECORD, EVAL_DIR, SAMPLE_GRID, eval_artifact, samples_artifact
@@ -189,10 +190,15 @@ class MlflowTrials:
         self._safely(finish, trial)
 
     def end_active(self, status: str, trial_state_tag: str) -> None:
-        """End the runs of trials still running (an interrupted or failed sweep)."""
-        for key in sorted(self.active):
+        """End the runs of trials still running (an interrupted or failed sweep); like every
+        call here it never raises (the driver calls it while it handles another error)."""
+
+        def end(key: str) -> None:
             self.outbox.put("log_batch", key, tags=[[STATE_TAG, trial_state_tag]])
             self.outbox.put("set_status", key, status=status)
+
+        for key in sorted(self.active):
+            self._safely(lambda _: end(key), SimpleNamespace(trial_id=key))  # noqa: B023 - called at once
         self.active.clear()
 
     def _safely(self, fn: Any, trial: Any) -> None:

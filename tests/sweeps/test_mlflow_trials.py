@@ -293,5 +293,8 @@ def test_a_failing_outbox_never_stops_the_sweep(
         trials.checkpoint(trial, checkpoint_dir(tmp_path, epoch=1, step=3))
         for state in ("completed", "early_stopped", "diverged", "crashed"):
             trials.finish(trial, state)  # type: ignore[arg-type]
+        trials.active.add(trial.trial_id)
+        trials.end_active("FAILED", "failed")  # the driver's failure path: must not raise either
     failures = [r for r in caplog.records if r.levelno == logging.ERROR and "a1b2c3" in r.getMessage()]
-    assert len(failures) >= 8  # each failed call is reported, none raised
+    assert len(failures) >= 9  # each failed call is reported, none raised
+    assert not trials.active
