@@ -162,18 +162,25 @@ class StudySearcher(Searcher):
 
     def _new_proposal(self) -> tuple[optuna.Trial, dict[str, Any]] | None:
         """An Optuna trial whose parameters no earlier trial of the sweep had (a repeat is told
-        FAIL with `duplicate_of` and drawn again); None when none came in MAX_REDRAWS draws."""
-        for _ in range(MAX_REDRAWS):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an enqueued base value off the search grid is run as is
-                trial = self.study.ask()
-                constants = self.space(trial) or {}
-            twin = self._twin(trial.params)
-            if twin is None:
-                return trial, constants
-            trial.set_user_attr("duplicate_of", twin)
-            self.study.tell(trial, state=StudyState.FAIL)
-        return None
+        FAIL with `duplicate_of` and drawn again); None when none came in MAX_REDRAWS draws.
+        Redraws are random (seeded by the trial's number and the attempt, so a resumed sweep draws
+        the same): TPE, once it has settled, would propose the same point again and again."""
+        sampler = self.study.sampler
+        try:
+            for attempt in range(MAX_REDRAWS):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # an enqueued base value off the search grid is run as is
+                    trial = self.study.ask()
+                    constants = self.space(trial) or {}
+                twin = self._twin(trial.params)
+                if twin is None:
+                    return trial, constants
+                trial.set_user_attr("duplicate_of", twin)
+                self.study.tell(trial, state=StudyState.FAIL)
+                self.study.sampler = optuna.samplers.RandomSampler(seed=self.next_number * MAX_REDRAWS + attempt)
+            return None
+        finally:
+            self.study.sampler = sampler
 
     def _twin(self, params: dict[str, Any]) -> int | None:
         """The number of an earlier trial of the sweep with these parameters, if any. The trial

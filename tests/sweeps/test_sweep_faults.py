@@ -54,7 +54,8 @@ def test_diverged_crashed_and_early_stopped_trials_do_not_stop_the_sweep(tmp_pat
     by_lr = {float(r["optimizer/lr"]): r["state"] for r in rows}
     assert by_lr == {0.001: "completed", 1e-9: "early_stopped", 1e12: "diverged", 0.002: "crashed"}
     _, kids = children(client_for(tmp_path), "faults")
-    assert len(kids) == len(rows) == 6
+    assert len(kids) == len(rows) == 4  # 4 values: the space is exhausted before num_samples 6
+    assert "search space exhausted" in out.stdout
     statuses = {(k.info.status, k.data.tags["trial_state"]) for k in kids}
     assert statuses == {
         ("FINISHED", "completed"),
@@ -103,7 +104,7 @@ def test_sweep_interrupted_in_confirmation_resumes_without_rerunning_trials(tmp_
         "resume",
         num_samples=3,
         max_concurrent_trials=1,
-        confirm={"top_k": 1, "seeds": [1, 2]},
+        confirm={"top_k": 1, "seeds": [1, 2], "max_seeds": 2},  # one round
     )
     proc = subprocess.Popen(
         [*RUN, str(spec)], cwd=tmp_path, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
