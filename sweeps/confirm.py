@@ -135,7 +135,7 @@ def run_stage(session: SweepSession, report: SweepReport, callbacks: list[Any], 
         if runner.stopped():
             break
         conf.train_s += record(spec, runners, results)
-        judge_all(conf, round_no)
+        judge_all(conf)
     return conf
 
 
@@ -207,8 +207,8 @@ def record(spec: SweepSpec, candidates: list[Candidate], results: Any) -> float:
     return train_s
 
 
-def judge_all(conf: Confirmation, round_no: int) -> None:
-    """Look at every candidate still undecided after round `round_no` (a failed seed: worse)."""
+def judge_all(conf: Confirmation) -> None:
+    """Look at every candidate still undecided after a round (a failed seed: worse)."""
     spec = conf.spec
     assert spec.confirm is not None
     level = verdict.look_level(spec.confirm.rounds)
@@ -220,14 +220,6 @@ def judge_all(conf: Confirmation, round_no: int) -> None:
         c.judged = verdict.judge(list(c.values.values()), base, spec.mode, conf.margin, level)
         if c.failed:
             c.judged = verdict.Verdict(c.judged.delta, c.judged.ci, level, WORSE)
-
-
-def collect(spec: SweepSpec, candidates: list[Candidate], results: Any) -> Confirmation:
-    """One round's results judged at once (a confirmation of a single round)."""
-    conf = Confirmation(spec, candidates[0], candidates[1:])
-    conf.train_s = record(spec, candidates, results)
-    judge_all(conf, 1)
-    return conf
 
 
 # --------------------------------------------------------------------------- outputs

@@ -16,7 +16,7 @@ from sweeps.report import SweepReport
 from sweeps.search import trial_cfg
 from sweeps.session import PARENT, SweepSession
 from sweeps.storage import local
-from tests.sweeps.test_confirm import BASE, result, row
+from tests.sweeps.test_confirm import BASE, collect, result, row
 from tests.sweeps.test_space import make_spec, run_searcher, searcher
 from vunet_core import render_config
 
@@ -49,7 +49,7 @@ def _finished(tmp_path: Path, confirmed: bool) -> tuple[SweepSession, SweepRepor
     picked = confirm.pick_candidates(report, top_k=1)
     results = [result("baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
     results += [result("trial 3", s, v) for s, v in zip((1, 2, 3), (0.170, 0.172, 0.169), strict=True)]
-    return session, report, confirm.collect(spec, picked, results)
+    return session, report, collect(spec, picked, results)
 
 
 @pytest.mark.parametrize("confirmed", [True, False])

@@ -107,13 +107,21 @@ def result(candidate: str, seed: int, value: float, epochs: int = 4, **extra: An
     return SimpleNamespace(config={"sweep": meta}, metrics=metrics, error=None)
 
 
+def collect(spec: Any, candidates: list[confirm.Candidate], results: Any) -> confirm.Confirmation:
+    """One round's results recorded and judged, as run_stage does after each round."""
+    conf = confirm.Confirmation(spec, candidates[0], candidates[1:])
+    conf.train_s = confirm.record(spec, candidates, results)
+    confirm.judge_all(conf)
+    return conf
+
+
 def test_winner_is_the_best_confirmed_candidate_else_the_baseline(tmp_path: Path) -> None:
     rep = report(tmp_path, [row(1, 0.20), row(2, 0.17, lr=2e-3), row(3, 0.18, lr=3e-3)])
     picked = confirm.pick_candidates(rep, top_k=2)
     results = [result("baseline", s, v) for s, v in zip((1, 2, 3), BASE, strict=True)]
     results += [result("trial 2", s, v) for s, v in zip((1, 2, 3), (0.199, 0.206, 0.197), strict=True)]
     results += [result("trial 3", s, v) for s, v in zip((1, 2, 3), (0.180, 0.183, 0.179), strict=True)]
-    conf = confirm.collect(rep.spec, picked, results)
+    conf = collect(rep.spec, picked, results)
     assert [c.verdict for c in conf.candidates] == [verdict.UNDECIDED, verdict.BETTER]
     assert conf.winner.label == "trial 3" and conf.top is conf.winner
     assert "trial 3 is better than the baseline" in confirm.summary(conf)
@@ -124,7 +132,7 @@ def test_winner_is_the_best_confirmed_candidate_else_the_baseline(tmp_path: Path
     # The same, but trial 3 diverged with one seed: not robust, so not the answer.
     results[-1] = result("trial 3", 3, float("inf"), trial_state="diverged")
     picked = confirm.pick_candidates(rep, top_k=2)
-    conf = confirm.collect(rep.spec, picked, results)
+    conf = collect(rep.spec, picked, results)
     assert conf.candidates[1].verdict == verdict.WORSE and conf.candidates[1].failed == {3: "diverged"}
     assert conf.winner is conf.baseline
     assert confirm.summary(conf).startswith("best_config.yaml is the baseline: the seed budget ran out")

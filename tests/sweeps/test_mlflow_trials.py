@@ -99,6 +99,15 @@ def checkpoint_dir(root: Path, epoch: int, step: int) -> Path:
     return path
 
 
+def opened(base_tree: dict[str, Any]) -> tuple[MlflowTrials, Any, Any]:
+    """A search trial whose run was opened, with the outbox's record cleared."""
+    trials, box = make(base_tree)
+    trial = search_trial()
+    trials.opened_run(trial)
+    box.calls.clear()
+    return trials, box, trial
+
+
 def test_a_started_trial_gets_one_child_run_with_its_tags_and_every_config_value(base_tree: dict[str, Any]) -> None:
     trials, box = make(base_tree)
     trials.opened_run(search_trial())
@@ -139,10 +148,7 @@ def test_a_confirmation_trial_carries_its_candidate_seed_and_search_trial(base_t
 
 
 def test_each_epoch_is_logged_once_at_its_epoch_step(base_tree: dict[str, Any]) -> None:
-    trials, box = make(base_tree)
-    trial = search_trial()
-    trials.opened_run(trial)
-    box.calls.clear()
+    trials, box, trial = opened(base_tree)
     for epoch, value in ((1, 0.5), (1, 0.5), (2, 0.4), (2, 0.4)):  # Tune may hand an epoch over twice
         result = {"training_iteration": epoch, "epoch": epoch, "step": 3 * epoch, METRIC: value, "train/loss": 2.0}
         trials.result(trial, {**result, "trial_state": "running", "val/broken": float("nan")})
@@ -165,10 +171,7 @@ def test_a_result_before_the_start_event_creates_the_run_first(base_tree: dict[s
 
 
 def test_a_checkpoint_queues_its_sample_grid_and_eval_outputs_once(base_tree: dict[str, Any], tmp_path: Path) -> None:
-    trials, box = make(base_tree)
-    trial = search_trial()
-    trials.opened_run(trial)
-    box.calls.clear()
+    trials, box, trial = opened(base_tree)
     path = checkpoint_dir(tmp_path, epoch=2, step=20)
     trials.checkpoint(trial, path)
     trials.checkpoint(trial, path)  # the same epoch again
@@ -181,10 +184,7 @@ def test_a_checkpoint_queues_its_sample_grid_and_eval_outputs_once(base_tree: di
 
 
 def test_a_checkpoint_without_its_epoch_record_queues_nothing(base_tree: dict[str, Any], tmp_path: Path) -> None:
-    trials, box = make(base_tree)
-    trial = search_trial()
-    trials.opened_run(trial)
-    box.calls.clear()
+    trials, box, trial = opened(base_tree)
     path = checkpoint_dir(tmp_path, epoch=1, step=3)
     (path / "meta.json").unlink()
     trials.checkpoint(trial, path)
