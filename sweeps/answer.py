@@ -1,7 +1,9 @@
 """What a finished sweep leaves behind: the report, the answer and the parent run's last entries.
 
-:func:`close_finished` writes the search report (tables, Optuna plots), the contact sheets,
-the confirmation's table and plot, `best_config.yaml` (the confirmed winner, or the search's
+:func:`close_finished` writes the search report (tables, Optuna plots), with several
+objectives the Pareto front (`pareto.csv`, `pareto.png`, the hypervolume per rung, a config per
+front point under `front/`), the contact sheets, the confirmation's table and plot,
+`best_config.yaml` (the point the sweep's rule picks from the confirmed ones, or the search's
 best) with `best_trial.json` linking it to its MLflow run, logs all of it on the parent run,
 finishes that run, prints the summary and drops the optimizer state of every trial but the
 answer's.
@@ -10,16 +12,20 @@ answer's.
 from __future__ import annotations
 
 import json
+import math
+import shutil
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps import confirm, contact, storage
+from sweeps import confirm, contact, front, storage
 from sweeps.files import BEST_CONFIG, BEST_TRIAL, STUDY_FILE
 from sweeps.outbox import Outbox
 from sweeps.report import SweepReport, TrialRow, print_report, write_report
 from sweeps.search import trial_cfg
+from sweeps.searcher import epoch_values
 from sweeps.session import PARENT, SweepSession
 from sweeps.tracking import redact
 from vunet_core import one_line, render_config
@@ -32,7 +38,9 @@ class _ParentEntries:
     """What a finished sweep logs on its parent run."""
 
     files: list[Path] = field(default_factory=list)  # artifacts at the run's root
+    folders: dict[str, list[Path]] = field(default_factory=dict)  # artifact folder -> files
     metrics: dict[str, float] = field(default_factory=dict)
+    series: list[tuple[str, float, int]] = field(default_factory=list)  # (key, value, step), e.g. per rung
     tags: dict[str, str] = field(default_factory=lambda: {"sweep_state": "finished"})
 
 
@@ -41,7 +49,8 @@ def close_finished(
 ) -> None:
     """Write and log the report (tables, the answer, plots), finish the parent run, print the end."""
     entries = _ParentEntries(files=write_report(report, session.sweep_dir))
-    sheets = _contact_sheets(session, report)
+    pareto = _front(session, report, confirmation, entries) if session.spec.multi else None
+    sheets = _contact_sheets(session, report, pareto)
     best = report.best
     if confirmation is not None:
         best = confirmation.winner.row
@@ -50,20 +59,54 @@ def close_finished(
         _write_answer(session, outbox, best, confirmation, entries)
     _log_on_parent(outbox, entries, sheets)
     print_report(report)
+    if pareto is not None:
+        front.print_front(pareto)
     if confirmation is not None:
         confirm.print_summary(confirmation)
         print(f"sweep {session.spec.name} done in {report.wall_s + confirmation.wall_s:.0f} s (search + confirmation)")
-    _publish(session, [*entries.files, *sheets])
+    _publish(session, [*entries.files, *sheets, *(f for fs in entries.folders.values() for f in fs)])
     print(_slim(session, best))
     _print_reuse(session, best)
 
 
-def _contact_sheets(session: SweepSession, report: SweepReport) -> list[Path]:
+def _contact_sheets(session: SweepSession, report: SweepReport, pareto: front.Front | None) -> list[Path]:
     """The contact sheets at ASHA's rungs and the last epoch."""
     spec = session.spec
     sched = spec.scheduler
     epochs = contact.milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
-    return contact.write_sheets(session.sweep_dir, contact.sheet_columns(report), epochs)
+    return contact.write_sheets(session.sweep_dir, contact.sheet_columns(report, front=pareto), epochs)
+
+
+def _front(
+    session: SweepSession, report: SweepReport, confirmation: confirm.Confirmation | None, entries: _ParentEntries
+) -> front.Front:
+    """Several objectives: the front (pareto.csv, pareto.png with the confirmed means, the
+    hypervolume per rung) and one config per front point under `front/`."""
+    spec, sweep_dir = session.spec, session.sweep_dir
+    sched = spec.scheduler
+    rungs = contact.milestones(spec.max_epochs, True, sched.grace_period, sched.reduction_factor)
+    pareto = front.build_front(report, epoch_values(spec, sweep_dir), rungs)
+    points = pareto.members
+    if confirmation is not None:
+        for c in [confirmation.baseline, *confirmation.candidates]:
+            stats = {o.name: _mean_std(confirmation.values(c, o.name)) for o in spec.objectives}
+            pareto.confirmed.append((c.label, stats))
+        points = [c.row for c in confirmation.candidates]  # the confirmed front points
+    entries.files += [front.write_csv(pareto, sweep_dir / "pareto.csv"), front.plot(pareto, sweep_dir / "pareto.png")]
+    entries.series += front.parent_metrics(pareto)
+    folder = sweep_dir / front.FRONT_DIR
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for row in points:
+        path = folder / f"trial_{row.number}.yaml"
+        path.write_text(render_config(trial_cfg(session.base_tree, row.sampled)))
+        entries.folders.setdefault(front.FRONT_DIR, []).append(path)
+    return pareto
+
+
+def _mean_std(values: dict[int, float]) -> tuple[float, float]:
+    xs = list(values.values())
+    return (statistics.fmean(xs) if xs else math.nan, statistics.stdev(xs) if len(xs) > 1 else math.nan)
 
 
 def _confirmation_outputs(sweep_dir: Path, confirmation: confirm.Confirmation, entries: _ParentEntries) -> None:
@@ -121,9 +164,13 @@ def _log_on_parent(outbox: Outbox, entries: _ParentEntries, sheets: list[Path]) 
         outbox.put("log_artifact", PARENT, files={"file": sheet}, artifact_path=contact.SHEET_DIR)
     for f in entries.files:
         outbox.put("log_artifact", PARENT, files={"file": f})
+    for folder, files in entries.folders.items():
+        for f in files:
+            outbox.put("log_artifact", PARENT, files={"file": f}, artifact_path=folder)
     now = int(time.time() * 1000)
-    if entries.metrics:
-        outbox.put("log_batch", PARENT, metrics=[[k, v, now, 0] for k, v in entries.metrics.items()])
+    points = [[k, v, now, 0] for k, v in entries.metrics.items()] + [[k, v, now, s] for k, v, s in entries.series]
+    if points:
+        outbox.put("log_batch", PARENT, metrics=points)
     outbox.put("log_batch", PARENT, tags=[[k, v] for k, v in entries.tags.items()])
     outbox.put("set_status", PARENT, status="FINISHED")
 

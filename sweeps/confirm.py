@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeps import verdict
+from sweeps import selection, verdict
 from sweeps.report import SweepReport, TrialRow, ranked
 from sweeps.search import TrialMeta, sampled_flat, trial_meta, with_meta
 from sweeps.session import SweepSession
@@ -48,6 +48,9 @@ class Candidate:
     values: dict[int, float] = field(default_factory=dict)  # seed -> final objective
     failed: dict[int, TrialState] = field(default_factory=dict)  # seed -> diverged / crashed / early_stopped
     judged: verdict.Verdict | None = None  # at the last look it got
+    # with several objectives: the others' per-seed values and verdicts (by objective name)
+    others: dict[str, dict[int, float]] = field(default_factory=dict)
+    others_judged: dict[str, verdict.Verdict] = field(default_factory=dict)
 
     @property
     def mean(self) -> float:
@@ -63,7 +66,9 @@ class Candidate:
 
     @property
     def decided(self) -> bool:
-        return self.judged is not None and self.judged.decided
+        """Decided on every objective."""
+        judged = [self.judged, *self.others_judged.values()]
+        return all(v is not None and v.decided for v in judged)
 
     @property
     def verdict(self) -> str:
@@ -86,13 +91,31 @@ class Confirmation:
     wall_s: float = 0.0
     train_s: float = 0.0
     margin: float = math.nan  # in the objective's units (confirm/margin resolved on the baseline's mean)
+    margins: dict[str, float] = field(default_factory=dict)  # every objective's, with several
+
+    def values(self, c: Candidate, name: str) -> dict[int, float]:
+        """`c`'s per-seed final values of objective `name`."""
+        return c.values if name == self.spec.metric else c.others.get(name, {})
+
+    def judged(self, c: Candidate, name: str) -> verdict.Verdict | None:
+        return c.judged if name == self.spec.metric else c.others_judged.get(name)
+
+    def confirmed(self, c: Candidate) -> selection.Confirmed:
+        """`c` as the selection rule sees it."""
+        names = [o.name for o in self.spec.objectives] or [self.spec.metric]
+        means = {n: statistics.fmean(v.values()) if (v := self.values(c, n)) else math.nan for n in names}
+        verdicts = {n: j.word for n in names if (j := self.judged(c, n)) is not None}
+        return selection.Confirmed(c.label, means, verdicts)
 
     @property
     def winner(self) -> Candidate:
-        """The better candidate with the best mean, else the baseline."""
-        sign = 1.0 if self.spec.mode == "min" else -1.0
-        better = [c for c in self.candidates if c.verdict == BETTER]
-        return min(better, key=lambda c: sign * c.mean, default=self.baseline)
+        """The candidate the sweep's rule picks (`select`, or the default: the better candidate
+        with the best mean on the primary objective, not worse on any other), else the baseline."""
+        by_label = {c.label: c for c in self.candidates}
+        chosen = selection.choose(
+            self.spec.rule, [self.confirmed(c) for c in self.candidates], self.confirmed(self.baseline)
+        )
+        return by_label.get(chosen.label, self.baseline)
 
     @property
     def top(self) -> Candidate | None:
@@ -121,6 +144,8 @@ def run_stage(session: SweepSession, report: SweepReport, callbacks: list[Any], 
     spec = session.spec
     assert spec.confirm is not None
     candidates = pick_candidates(report, spec.confirm.top_k)
+    if spec.multi:
+        print(f"confirmation of the front: {', '.join(c.label for c in candidates[1:])} (spread along it)", flush=True)
     # The confirmation needs no search checkpoint; those that may win stay whole.
     slim_checkpoints(session.tune_storage.child(TUNE_DIR_NAME), {c.row.trial_id for c in candidates})
     conf = Confirmation(spec, candidates[0], candidates[1:])
@@ -162,12 +187,16 @@ def _print_round(spec: SweepSpec, round_no: int, runners: list[Candidate], seeds
 
 
 def pick_candidates(report: SweepReport, top_k: int) -> list[Candidate]:
-    """The baseline, then the `top_k` best search trials at the top rung (distinct from the
-    baseline's values)."""
+    """The baseline, then the `top_k` best search trials at the top rung (with several
+    objectives: the first `top_k` points of the front in spread order), distinct from the
+    baseline's values."""
+    from sweeps.front import build_front
+
     assert report.baseline is not None
     base = sampled_flat(report.baseline.sampled)
     picked = [Candidate(BASELINE, report.baseline)]
-    for row in ranked(report):
+    rows = build_front(report, {}, []).members if report.spec.multi else ranked(report)
+    for row in rows:
         if len(picked) > top_k:
             break
         if row.trial_id != report.baseline.trial_id and sampled_flat(row.sampled) != base:
@@ -202,6 +231,8 @@ def record(spec: SweepSpec, candidates: list[Candidate], results: Any) -> float:
         state = end_state(last, error=result.error is not None, max_epochs=spec.max_epochs, metric=spec.metric)
         if state == TrialState.COMPLETED:
             cand.values[meta.seed] = float(last[spec.metric])
+            for o in spec.objectives[1:]:
+                cand.others.setdefault(o.name, {})[meta.seed] = float(last.get(o.name, math.nan))
         else:
             cand.failed[meta.seed] = state
     return train_s
@@ -212,14 +243,27 @@ def judge_all(conf: Confirmation) -> None:
     spec = conf.spec
     assert spec.confirm is not None
     level = verdict.look_level(spec.confirm.rounds)
+    for o in spec.objectives or ():
+        base = list(conf.values(conf.baseline, o.name).values())
+        conf.margins[o.name] = spec.confirm.margin.absolute(statistics.fmean(base)) if base else math.nan
     base = list(conf.baseline.values.values())
     conf.margin = spec.confirm.margin.absolute(conf.baseline.mean) if base else math.nan
     for c in conf.candidates:
         if c.decided:
             continue
-        c.judged = verdict.judge(list(c.values.values()), base, spec.mode, conf.margin, level)
-        if c.failed:
-            c.judged = verdict.Verdict(c.judged.delta, c.judged.ci, level, WORSE)
+        c.judged = _judge(list(c.values.values()), base, spec.mode, conf.margin, level, bool(c.failed))
+        for o in spec.objectives[1:]:
+            base_o = list(conf.values(conf.baseline, o.name).values())
+            mine = list(c.others.get(o.name, {}).values())
+            c.others_judged[o.name] = _judge(mine, base_o, o.mode, conf.margins[o.name], level, bool(c.failed))
+
+
+def _judge(
+    values: list[float], base: list[float], mode: str, margin: float, level: float, failed: bool
+) -> verdict.Verdict:
+    """The verdict on one objective; a candidate with a failed seed is worse."""
+    judged = verdict.judge(values, base, mode, margin, level)
+    return verdict.Verdict(judged.delta, judged.ci, level, WORSE) if failed else judged
 
 
 # --------------------------------------------------------------------------- outputs
@@ -244,12 +288,13 @@ def write_csv(conf: Confirmation, path: Path) -> Path:
     its level), the margin, the verdict, the searched values."""
     params = sorted({k for c in [conf.baseline, *conf.candidates] for k in sampled_flat(c.row.sampled)})
     seeds = _seeds(conf)
+    others = conf.spec.objectives[1:]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["candidate", "search_trial_id", "search_value", "search_epochs", *(f"seed_{s}" for s in seeds),
              "seeds_used", "mean", "std", "delta", "delta_ci_low", "delta_ci_high", "ci_level", "margin", "verdict",
-             *params]
+             *(f"{o.name}:{k}" for o in others for k in OTHER_COLUMNS), *params]
         )  # fmt: skip
         for c in [conf.baseline, *conf.candidates]:
             flat = sampled_flat(c.row.sampled)
@@ -257,9 +302,27 @@ def write_csv(conf: Confirmation, path: Path) -> Path:
             level = c.judged.level if c.judged else ""
             w.writerow(
                 [c.label, c.row.trial_id, c.row.metric, c.row.epochs, *per_seed, c.seeds_used, c.mean, c.std,
-                 c.delta, c.ci[0], c.ci[1], level, conf.margin, c.verdict or "-", *(flat.get(p, "") for p in params)]
+                 c.delta, c.ci[0], c.ci[1], level, conf.margin, c.verdict or "-",
+                 *(x for o in others for x in _other_cells(conf, c, o.name)), *(flat.get(p, "") for p in params)]
             )  # fmt: skip
     return path
+
+
+OTHER_COLUMNS = ("mean", "std", "delta", "delta_ci_low", "delta_ci_high", "margin", "verdict")
+
+
+def _other_cells(conf: Confirmation, c: Candidate, name: str) -> list[Any]:
+    values = list(conf.values(c, name).values())
+    judged = conf.judged(c, name)
+    return [
+        statistics.fmean(values) if values else math.nan,
+        statistics.stdev(values) if len(values) > 1 else math.nan,
+        judged.delta if judged else math.nan,
+        judged.ci[0] if judged else math.nan,
+        judged.ci[1] if judged else math.nan,
+        conf.margins.get(name, math.nan),
+        judged.word if judged else "-",
+    ]
 
 
 def plot(conf: Confirmation, path: Path) -> Path:
@@ -313,6 +376,8 @@ def _draw(conf: Confirmation, rows: list[Candidate], ax: Any) -> None:
 
 
 def format_table(conf: Confirmation) -> str:
+    if conf.spec.multi:
+        return objective_table(conf)
     seeds = _seeds(conf)
     level = next((c.judged.level for c in conf.candidates if c.judged), verdict.LEVEL)
     head = ["candidate", "search", "seeds", "mean", "std", *(f"seed {s}" for s in seeds), "delta"]
@@ -326,6 +391,39 @@ def format_table(conf: Confirmation) -> str:
         lines.append([*row, _label(c, conf) if c is not conf.baseline else "-"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
+
+
+def objective_table(conf: Confirmation) -> str:
+    """Several objectives: a line per candidate and objective (mean, std, difference to the
+    baseline in units and in %, its CI, the verdict)."""
+    level = next((c.judged.level for c in conf.candidates if c.judged), verdict.LEVEL)
+    head = ["candidate", "objective", "seeds", "mean", "std", "delta", "delta %", f"{level:.1%} CI", "verdict"]
+    lines = []
+    for c in [conf.baseline, *conf.candidates]:
+        for o in conf.spec.objectives:
+            values = list(conf.values(c, o.name).values())
+            mean = statistics.fmean(values) if values else math.nan
+            std = statistics.stdev(values) if len(values) > 1 else math.nan
+            judged = conf.judged(c, o.name)
+            base = conf.confirmed(conf.baseline).means[o.name]
+            delta = judged.delta if judged else math.nan
+            ci = f"[{judged.ci[0]:+.4g}, {judged.ci[1]:+.4g}]" if judged and math.isfinite(judged.ci[0]) else "-"
+            word = _word(judged, conf.margins.get(o.name, math.nan), c.seeds_used) if c is not conf.baseline else "-"
+            pct = f"{100 * delta / abs(base):+.1f}" if math.isfinite(delta) and base else "-"
+            delta_s = f"{delta:+.4g}" if math.isfinite(delta) else "-"
+            lines.append([c.label, o.name, str(c.seeds_used), _num(mean), _num(std), delta_s, pct, ci, word])
+    widths = [max(len(line[i]) for line in [head, *lines]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in [head, *lines])
+
+
+def _word(judged: verdict.Verdict | None, margin: float, seeds: int) -> str:
+    if judged is None:
+        return "-"
+    if judged.word == EQUIVALENT:
+        return f"{EQUIVALENT} within ±{margin:.2g}"
+    if judged.word == UNDECIDED:
+        return f"{UNDECIDED} after {seeds} seeds"
+    return judged.word
 
 
 def print_summary(conf: Confirmation) -> None:
@@ -345,6 +443,8 @@ def print_summary(conf: Confirmation) -> None:
 
 def summary(conf: Confirmation) -> str:
     """The plain-language answer: the winner, or why the answer is the baseline."""
+    if conf.spec.multi:
+        return trade_off(conf)
     win, metric, base = conf.winner, conf.spec.metric, conf.baseline.mean
     if win is not conf.baseline:
         return (
@@ -365,6 +465,36 @@ def summary(conf: Confirmation) -> str:
     return f"best_config.yaml is the baseline: {why} ({detail}; baseline {metric} {base:.4g})"
 
 
+def trade_off(conf: Confirmation) -> str:
+    """Several objectives: the chosen point and what it trades, or why the answer is the baseline,
+    with the rule that chose, in one line."""
+    rule, win = conf.spec.rule, conf.winner
+    if win is conf.baseline:
+        if not conf.candidates:
+            return f"no front point to confirm; best_config.yaml is the baseline (rule: {rule})"
+        detail = "; ".join(f"{c.label}: {_verdicts(conf, c)}" for c in conf.candidates)
+        return f"best_config.yaml is the baseline: no confirmed point qualifies ({detail}); chosen by: {rule}"
+    base = conf.confirmed(conf.baseline).means
+    mine = conf.confirmed(win).means
+    parts = []
+    for o in conf.spec.objectives:
+        judged = conf.judged(win, o.name)
+        if o.name == rule.objective.name and judged is not None and base[o.name]:
+            pct = 100 / abs(base[o.name])
+            parts.append(
+                f"{o.name} {pct * judged.delta:+.1f} % [{pct * judged.ci[0]:+.1f}, {pct * judged.ci[1]:+.1f}] ({judged.word})"
+            )
+        elif base[o.name]:
+            parts.append(
+                f"{o.name} {mine[o.name] / base[o.name]:.2g}x the baseline's ({judged.word if judged else '-'})"
+            )
+    return f"{win.label}: {', '.join(parts)}; chosen by: {rule}; best_config.yaml is {win.label}"
+
+
+def _verdicts(conf: Confirmation, c: Candidate) -> str:
+    return ", ".join(f"{o.name} {j.word if (j := conf.judged(c, o.name)) else '-'}" for o in conf.spec.objectives)
+
+
 def parent_metrics(conf: Confirmation) -> dict[str, float]:
     """`confirm/*` metrics of the parent run: the top candidate against the baseline."""
     top = conf.top
@@ -379,6 +509,10 @@ def parent_metrics(conf: Confirmation) -> dict[str, float]:
                 "confirm/seeds_used": float(top.seeds_used),
             }
         )
+    if conf.spec.multi:
+        for o in conf.spec.objectives:
+            out[f"confirm/baseline_mean/{o.name}"] = conf.confirmed(conf.baseline).means[o.name]
+            out[f"confirm/chosen_mean/{o.name}"] = conf.confirmed(conf.winner).means[o.name]
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
 

@@ -6,15 +6,19 @@ hold each validation pair's images; :func:`cache_checkpoint` (called on each che
 `<sweep dir>/contact/`, because Tune keeps only each trial's newest checkpoints. At the
 end, :func:`write_sheets` draws one PNG per epoch milestone (ASHA's rungs and the last
 epoch): a row per validation pair, columns appearance | pose | target, then each trial's
-transfer, then the other person's appearance and each trial's transfer of it (a title row names
-the groups, so column labels are just the trial names). A trial
-that stopped before a milestone shows a grey tile.
+transfer, then the other person's appearance and each trial's transfer of it, then each
+trial's prior sample of the pose (`mode=sample`: no appearance, z drawn from the prior, so
+the rate's effect is seen) (a title row names the groups, so column labels are just the
+trial names). The trials are the baseline and the best search trials, or with several
+objectives the baseline and points spread along the front. A trial that stopped before a
+milestone shows a grey tile.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,14 +26,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sweeps.files import EPOCH_RECORD, EVAL_DIR
+from sweeps.files import CONTACT_FILE, EPOCH_RECORD, EVAL_DIR
 from sweeps.trial_info import stage
 from vunet_core import load_eval_outputs
 
 log = logging.getLogger(__name__)
 
 ROWS = 4
-KINDS = ("appearance", "pose", "target", "transfer", "other_appearance", "other_transfer")
+KINDS = ("appearance", "pose", "target", "transfer", "other_appearance", "other_transfer", "prior")
 CACHE_DIR = "contact"
 SHEET_DIR = "contact_sheets"
 LABEL_H = 14
@@ -49,15 +53,22 @@ def cache_checkpoint(trial: Any, checkpoint_dir: Path, sweep_dir: Path) -> None:
 
 def keep(checkpoint_dir: Path, trial_cache: Path) -> Path | None:
     """Cache the fixed pairs of one checkpoint's eval outputs; returns the file, or None without eval outputs."""
-    if not (checkpoint_dir / EVAL_DIR / "index.json").is_file():
+    cut = checkpoint_dir / CONTACT_FILE  # the pairs the trial cut out (sweeps.epoch_output)
+    if not cut.is_file() and not (checkpoint_dir / EVAL_DIR / "index.json").is_file():
         return None
     epoch = int(json.loads((checkpoint_dir / EPOCH_RECORD).read_text())["epoch"])
+    if cut.is_file():  # a file copy: the driver decodes no eval PNG
+        trial_cache.mkdir(parents=True, exist_ok=True)
+        target = trial_cache / f"epoch_{epoch:04d}.npz"
+        shutil.copyfile(cut, target.with_name(target.stem + ".tmp.npz"))
+        target.with_name(target.stem + ".tmp.npz").replace(target)
+        return target
     out = load_eval_outputs(checkpoint_dir / EVAL_DIR)
     idx = np.linspace(0, len(out) - 1, min(ROWS, len(out))).round().astype(np.int64)
     trial_cache.mkdir(parents=True, exist_ok=True)
     target = trial_cache / f"epoch_{epoch:04d}.npz"
     tmp = target.with_name(target.stem + ".tmp.npz")
-    arrays: dict[str, Any] = {k: out.images[k][idx] for k in KINDS}
+    arrays: dict[str, Any] = {k: out.images[k][idx] for k in KINDS if k in out.images}
     np.savez_compressed(tmp, **arrays)
     tmp.replace(target)
     return target
@@ -73,12 +84,14 @@ def milestones(max_epochs: int, asha: bool, grace_period: int, reduction_factor:
     return sorted(epochs)
 
 
-def sheet_columns(report: Any, top: int = 3) -> list[tuple[str, str]]:
-    """The baseline, then the `top` best search trials (at the top rung), as (label, trial_id)."""
+def sheet_columns(report: Any, top: int = 3, front: Any = None) -> list[tuple[str, str]]:
+    """The baseline, then the `top` best search trials (at the top rung), as (label, trial_id);
+    with a Pareto `front` (:class:`sweeps.front.Front`), its first `top` points in spread order."""
     from sweeps.report import ranked
 
     columns = [("baseline", report.baseline.trial_id)] if report.baseline is not None else []
-    best = [r for r in ranked(report) if report.baseline is None or r.trial_id != report.baseline.trial_id]
+    rows = front.members if front is not None else ranked(report)
+    best = [r for r in rows if report.baseline is None or r.trial_id != report.baseline.trial_id]
     return columns + [(f"trial {r.number}", r.trial_id) for r in best[:top]]
 
 
@@ -96,8 +109,15 @@ def sheet(cache: Path, columns: Sequence[tuple[str, str]], epoch: int) -> Image.
     blocks += [v["transfer"] if v is not None else grey for v in loaded.values()]
     blocks += [first["other_appearance"]]
     blocks += [v["other_transfer"] if v is not None else grey for v in loaded.values()]
+    labels += names
+    blocks += [v["prior"] if v is not None and "prior" in v else grey for v in loaded.values()]
     # a header over each group of columns, so each column's own label stays short
-    groups = [("inputs", 3), ("transfer", len(columns)), ("another person's appearance -> transfer", 1 + len(columns))]
+    groups = [
+        ("inputs", 3),
+        ("transfer", len(columns)),
+        ("another person's appearance -> transfer", 1 + len(columns)),
+        ("prior sample (pose only)", len(columns)),
+    ]
     scale = max(1, 96 // size)  # small images are enlarged (nearest) so a face is visible
     tile = size * scale
     width, height = len(blocks) * (tile + PAD) + PAD, HEADER_H + rows * (tile + PAD) + PAD
@@ -131,8 +151,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, width: float) -> str:
 def _load(path: Path) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
-    with np.load(path) as data:
-        return {k: data[k] for k in KINDS}
+    with np.load(path) as data:  # a cache from before the prior samples has no "prior": grey tiles
+        return {k: data[k] for k in KINDS if k in data}
 
 
 def write_sheets(sweep_dir: Path, columns: Sequence[tuple[str, str]], epochs: Sequence[int]) -> list[Path]:

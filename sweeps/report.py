@@ -15,7 +15,7 @@ import csv
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class TrialRow:
     metric: float
     sampled: dict[str, Any]  # Tune's trial config: the sampled values and the `sweep` entry
     train_s: float
+    values: dict[str, float] = field(default_factory=dict)  # every objective's last value (`metric` included)
 
 
 @dataclass
@@ -67,7 +68,12 @@ def _row(result: Any, spec: SweepSpec) -> TrialRow:
         metric=float(value) if isinstance(value, (int, float)) else float("nan"),
         sampled=config,
         train_s=float(last.get("time_total_s", 0.0)),
+        values={o.name: _float(last.get(o.name)) for o in spec.objectives or ()} or {spec.metric: _float(value)},
     )
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def build_report(spec: SweepSpec, results: Any, state: SweepState) -> SweepReport:
@@ -97,10 +103,12 @@ def _write_csv(report: SweepReport, path: Path) -> Path:
     params = sorted({k for r in report.rows for k in sampled_flat(r.sampled)})
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["trial", "trial_id", "state", "epochs", report.spec.metric, "train_s", *params])
+        others = [o.name for o in report.spec.objectives[1:]]
+        w.writerow(["trial", "trial_id", "state", "epochs", report.spec.metric, *others, "train_s", *params])
         for r in report.rows:
             flat = sampled_flat(r.sampled)
-            cells = [r.number, r.trial_id, r.state, r.epochs, r.metric, round(r.train_s, 2)]
+            cells = [r.number, r.trial_id, r.state, r.epochs, r.metric, *(r.values.get(o) for o in others)]
+            cells.append(round(r.train_s, 2))
             w.writerow([*cells, *(flat.get(p, "") for p in params)])
     return path
 
@@ -122,11 +130,13 @@ def _optuna_plots(spec: SweepSpec, sweep_dir: Path) -> list[Path]:
         "param_importances": ovm.plot_param_importances,
         "parallel_coordinate": ovm.plot_parallel_coordinate,
     }
+    # several objectives: Optuna plots one at a time, the primary here (pareto.png shows them all)
+    target = {"target": lambda t: t.values[0], "target_name": spec.metric} if spec.multi else {}
     for name, plot in plots.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
-                ax = plot(study)
+                ax = plot(study, **target)
         except Exception:  # noqa: BLE001 - e.g. importances need >= 2 finished trials with varied params
             continue
         fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure

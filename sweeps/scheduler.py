@@ -8,6 +8,13 @@ the trials that reached the rung before it, as in Ray's ASHA (one bracket, same 
 quantile). The baseline is what every result is compared with: its values enter the rungs and
 judge the other trials, but it always runs all `max_t` epochs. Owning the scheduler (instead
 of patching Ray's) keeps that rule in our own state.
+
+:class:`ParetoHalving` is the same with several objectives (multi-objective ASHA, Schmucker et
+al. 2021): at a rung, the trial is ranked among the trials recorded there by non-dominated
+fronts, ties inside a front broken by an epsilon-net (:func:`sweeps.pareto.ranking`), and it
+continues when it is among the best `ceil(n / rf)` of the `n` recorded, itself included. For a
+single objective that is the quantile rule above; a dominated trial never ranks before a trial
+of the front it is dominated by, whatever order they arrive in.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from sweeps import pareto
 from sweeps.trial_info import is_baseline
 
 TIME_ATTR = "training_iteration"
@@ -89,3 +97,56 @@ class SuccessiveHalving(FIFOScheduler):
     def debug_string(self) -> str:
         cutoffs = ", ".join(f"epoch {r:g}: {self.cutoff(r)}" for r in sorted(self.recorded))
         return f"Successive halving, baseline protected; cutoffs {cutoffs}"
+
+
+class ParetoHalving(SuccessiveHalving):
+    """Multi-objective ASHA with a protected trial (see the module docstring)."""
+
+    def __init__(
+        self,
+        objectives: tuple[pareto.Objective, ...],
+        max_t: int,
+        grace_period: int,
+        reduction_factor: float,
+        protected: Callable[[Any], bool] = is_baseline,
+    ) -> None:
+        super().__init__(max_t, grace_period, reduction_factor, protected)
+        self.objectives = objectives
+        self.objective = objectives[0].name
+        self.vectors: dict[float, dict[str, np.ndarray]] = {r: {} for r in self.recorded}  # lower is better
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True  # the objectives came with the constructor
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if TIME_ATTR not in result or any(o.name not in result for o in self.objectives):
+            return TrialScheduler.CONTINUE
+        if result[TIME_ATTR] >= self.max_t:
+            return TrialScheduler.STOP
+        stop = self._judge_vector(trial.trial_id, result[TIME_ATTR], self._vector(result))
+        return TrialScheduler.STOP if stop and not self.protected(trial) else TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        if TIME_ATTR in result and all(o.name in result for o in self.objectives):
+            self._judge_vector(trial.trial_id, result[TIME_ATTR], self._vector(result))
+
+    def _vector(self, result: dict[str, Any]) -> np.ndarray:
+        return pareto.lower_is_better(self.objectives, [[float(result[o.name]) for o in self.objectives]])[0]
+
+    def _judge_vector(self, trial_id: str, epoch: int, point: np.ndarray) -> bool:
+        """Record `point` at the highest rung `epoch` reached that has none of this trial yet;
+        whether it ranks below the best ceil(n / rf) of the rung, itself included."""
+        for rung in sorted(self.vectors, reverse=True):
+            recorded = self.vectors[rung]
+            if epoch < rung or trial_id in recorded:
+                continue
+            recorded[trial_id] = point
+            ids = list(recorded)
+            order = pareto.ranking(np.vstack([recorded[i] for i in ids]))
+            position = order.index(ids.index(trial_id))
+            return position >= math.ceil(len(ids) / self.reduction_factor)
+        return False
+
+    def debug_string(self) -> str:
+        sizes = ", ".join(f"epoch {r:g}: {len(self.vectors[r])} trials" for r in sorted(self.vectors))
+        return f"Multi-objective successive halving, baseline protected; {sizes}"

@@ -4,7 +4,9 @@
 ask/tell API and the sweep's SQLite study (`<sweep dir>/optuna.db`), so the study tells
 the truth about every trial (what Ray's stock OptunaSearch does not):
 
-- every epoch's objective is an intermediate value (`trial.report(value, epoch)`);
+- every epoch's objective is an intermediate value (`trial.report(value, epoch)`); with several
+  objectives (a multi-objective study, one direction each), which Optuna keeps no intermediate
+  values for, every epoch's values are the user attribute `epoch_<k>` ({objective: value});
 - a trial that ran all `max_epochs` is COMPLETE with its last value;
 - one the scheduler stopped early (or the time budget ended) is PRUNED; Optuna keeps
   its last intermediate value, and TPE ranks it below the completed ones;
@@ -36,18 +38,20 @@ import math
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 
 from sweeps.files import STUDY_FILE, study_url
+from sweeps.pareto import Objective
 from sweeps.search import TrialMeta, baseline_point, define_by_run, make_sampler, with_meta
 from sweeps.spec import SweepSpec
 from sweeps.trial_info import TrialState, end_state
 
 StudyState = optuna.trial.TrialState
 NUMBER_ATTR = "trial"  # the sweep's trial number, on each Optuna trial behind it
+EPOCH_ATTR = "epoch_"  # + k: a multi-objective trial's values at epoch k
 MAX_REDRAWS = 100  # proposals in a row equal to earlier trials before the space counts as exhausted
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,25 @@ def fail_running_trials(spec: SweepSpec, sweep_dir: Path) -> int:
     return len(running)
 
 
+def epoch_values(spec: SweepSpec, sweep_dir: Path) -> dict[str, dict[int, dict[str, float]]]:
+    """Each Tune trial's values of every objective per epoch, from the study (one query):
+    {tune trial id: {epoch: {objective: value}}}; empty without a study."""
+    if not (sweep_dir / STUDY_FILE).is_file():
+        return {}
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for t in load_study(spec, sweep_dir).get_trials(deepcopy=False):
+        tune_id = t.user_attrs.get("tune_trial_id")
+        if tune_id is None:
+            continue
+        epochs = out.setdefault(str(tune_id), {})
+        for key, value in t.user_attrs.items():
+            if key.startswith(EPOCH_ATTR) and isinstance(value, dict):
+                epochs[int(key[len(EPOCH_ATTR) :])] = {k: float(v) for k, v in value.items()}
+        for step, value in t.intermediate_values.items():
+            epochs.setdefault(int(step), {})[spec.metric] = float(value)
+    return out
+
+
 class StudySearcher(Searcher):
     """Optuna ask/tell behind Tune's Searcher interface (see the module docstring)."""
 
@@ -80,7 +103,11 @@ class StudySearcher(Searcher):
         super().__init__(metric=spec.metric, mode=spec.mode)
         self.study_name = spec.name
         self.study_url = study_url(sweep_dir)
-        self.direction: Literal["minimize", "maximize"] = "minimize" if spec.mode == "min" else "maximize"
+        self.objectives = spec.objectives or (Objective(spec.metric, spec.mode),)
+        self.directions = [
+            optuna.study.StudyDirection.MINIMIZE if o.mode == "min" else optuna.study.StudyDirection.MAXIMIZE
+            for o in self.objectives
+        ]
         self.sampler = make_sampler(spec)
         self.space = define_by_run(spec)
         self.max_epochs = spec.max_epochs
@@ -130,7 +157,7 @@ class StudySearcher(Searcher):
                 study_name=self.study_name,
                 storage=optuna.storages.RDBStorage(self.study_url),
                 sampler=self.sampler,
-                direction=self.direction,
+                directions=self.directions,
                 load_if_exists=True,
             )
         return self._study
@@ -194,11 +221,16 @@ class StudySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._open(trial_id)
-        value, step = result.get(self.metric), result.get("training_iteration")
-        if trial is None or not _finite(value) or not isinstance(step, int):
+        step = result.get("training_iteration")
+        if trial is None or not isinstance(step, int) or step in self._steps[trial_id]:
             return
-        if step not in self._steps[trial_id]:
-            trial.report(float(value), step)  # type: ignore[arg-type]
+        values = {o.name: float(result[o.name]) for o in self.objectives if _finite(result.get(o.name))}
+        if len(self.objectives) > 1:
+            if values:
+                trial.set_user_attr(f"{EPOCH_ATTR}{step}", values)
+                self._steps[trial_id].add(step)
+        elif self.metric in values:
+            trial.report(values[self.metric], step)
             self._steps[trial_id].add(step)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
@@ -219,7 +251,7 @@ class StudySearcher(Searcher):
         elif state == TrialState.EARLY_STOPPED:
             self.study.tell(trial, state=StudyState.PRUNED)  # Optuna keeps the last intermediate value
         else:
-            self.study.tell(trial, float(result[self.metric]))
+            self.study.tell(trial, [float(result.get(o.name, math.nan)) for o in self.objectives])
         self.finished.add(trial_id)
         self._live.pop(trial_id, None)
         self._steps.pop(trial_id, None)
@@ -240,7 +272,8 @@ class StudySearcher(Searcher):
         for step, value in sorted(old.intermediate_values.items()):
             trial.report(value, step)
         self.numbers[trial_id] = trial.number
-        self._live[trial_id], self._steps[trial_id] = trial, set(old.intermediate_values)
+        epochs = {int(k[len(EPOCH_ATTR) :]) for k in old.user_attrs if k.startswith(EPOCH_ATTR)}
+        self._live[trial_id], self._steps[trial_id] = trial, set(old.intermediate_values) | epochs
         return trial
 
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sweeps.pareto import MAX_OBJECTIVES, Objective
 from sweeps.space import parse_number, unknown_keys
 from sweeps.sweep_yaml import Problems
 from vunet_core import Config, metric_directions, reported_metrics
@@ -21,7 +22,7 @@ from vunet_core import Config, metric_directions, reported_metrics
 DEFAULT_CONFIRM_SEEDS = 3
 DEFAULT_MARGIN = "1%"  # the smallest difference that matters, when the sweep file names none
 MAX_CONFIRM_SEEDS = 64
-SAMPLERS = ("tpe", "random")  # Optuna's TPE (the default) or random search (a reference)
+SAMPLERS = ("tpe", "random", "nsga2")  # Optuna's TPE (the default), random search (a reference) or NSGA-II
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -164,22 +165,40 @@ def _margin(value: dict[str, Any], problems: Problems) -> Margin:
     return Margin(float(number) / 100 if relative else float(number), relative)
 
 
-def objective(raw: Any, base: Config | None, problems: Problems) -> tuple[str, str]:
+def objectives(raw: Any, base: Config | None, problems: Problems) -> tuple[Objective, ...]:
+    """`metric`: one {name, mode} mapping, or a list of 1 to MAX_OBJECTIVES of them (the first is
+    the primary objective). Every name must be a metric training reports, each once."""
+    if isinstance(raw, list) and raw:
+        found = [_objective(item, f"metric[{i}]", base, problems) for i, item in enumerate(raw)]
+        if len(raw) > MAX_OBJECTIVES:
+            problems.add("metric", f"names {len(raw)} objectives; at most {MAX_OBJECTIVES} are supported")
+        names = [o.name for o in found]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            problems.add("metric", f"{name} is named {names.count(name)} times; each objective once")
+        return tuple(found)
+    return (_objective(raw, "metric", base, problems),)
+
+
+def _objective(raw: Any, key: str, base: Config | None, problems: Problems) -> Objective:
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-        problems.add("metric", "required: {name: METRIC, mode: min|max}, e.g. {name: val/transfer/l1, mode: min}")
-        return "", "min"
-    unknown_keys(raw, ("name", "mode"), "metric/", "metric key", problems)
+        problems.add(
+            key,
+            "required: {name: METRIC, mode: min|max} or a list of them, e.g. {name: val/transfer/l1, mode: min}",
+        )
+        return Objective("", "min")
+    unknown_keys(raw, ("name", "mode"), f"{key}/", "metric key", problems)
     name = raw["name"]
     known = reported_metrics(base) if base is not None else [name]
     if name not in known:
         hint = difflib.get_close_matches(name, known, n=1)
         problems.add(
-            "metric/name", f"{name} is not reported by training" + (f"; did you mean {hint[0]}?" if hint else "")
+            f"{key}/name", f"{name} is not reported by training" + (f"; did you mean {hint[0]}?" if hint else "")
         )
     mode = raw.get("mode", metric_directions().get(name, "min"))
     if mode not in ("min", "max"):
-        problems.add("metric/mode", f"got {mode!r}, expected min or max")
-    return name, str(mode)
+        problems.add(f"{key}/mode", f"got {mode!r}, expected min or max")
+        mode = "min"
+    return Objective(name, str(mode))
 
 
 def _scheduler(raw: dict[str, Any], epochs: int, problems: Problems) -> SchedulerSpec:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeps.pareto import Objective
+from sweeps.selection import SelectRule, default_rule, parse_rule
 from sweeps.settings import (
     ConfirmSpec,
     Margin,
@@ -29,7 +31,7 @@ from sweeps.settings import (
     confirm_settings,
     count,
     mapping,
-    objective,
+    objectives,
     sweep_settings,
 )
 from sweeps.space import Distribution, check_parameters, order_parameters, parse_distribution, unknown_keys
@@ -52,7 +54,7 @@ __all__ = ["ConfirmSpec", "Distribution", "Margin", "SchedulerSpec", "SpecError"
 TOP_KEYS = (
     "name", "description", "base", "fixed", "parameters", "metric", "num_samples", "max_concurrent_trials",
     "max_epochs", "scheduler", "resources", "seed", "time_budget_s", "max_failures", "baseline", "confirm",
-    "sampler", "storage",
+    "sampler", "storage", "select",
 )  # fmt: skip
 # Sweep settings a command line may override (e.g. `resources/gpu 1` on a GPU machine).
 SPEC_OVERRIDES = (
@@ -99,11 +101,23 @@ class SweepSpec:
     sampler: str = "tpe"
     storage: str | None = None  # Tune state and checkpoints (sweeps/storage.py); None: the sweep directory
     confirm: ConfirmSpec | None = None
+    objectives: tuple[Objective, ...] = ()  # every objective, the primary (`metric`, `mode`) first
+    select: SelectRule | None = None  # the stated rule; see `rule`
     gpu_auto: bool = False  # `resources: {gpu: auto}`: as many trials per GPU as fit (sweeps/gpu.py)
     gpu_note: str = field(default="", compare=False)  # what `auto` measured, once resolved
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     # The resolved base tree, kept so Ray workers never re-read base files (a cluster node may lack them).
     resolved_tree: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def multi(self) -> bool:
+        """Whether the sweep has several objectives (a front, not a best trial)."""
+        return len(self.objectives) > 1
+
+    @property
+    def rule(self) -> SelectRule:
+        """How the answer is picked from the confirmed points: `select`, or the default rule."""
+        return self.select or default_rule(self.objectives or (Objective(self.metric, self.mode),))
 
     def base_tree(self) -> dict[str, Any]:
         """Full nested config: base files <- fixed <- overrides <- constants <- epochs/progress."""
@@ -142,6 +156,8 @@ def _split_overrides(
             section = raw[head] if leaf else raw
             if isinstance(section, dict):  # else the section's own problem is reported when parsed
                 section[leaf or head] = value
+            elif isinstance(section, list):
+                problems.add(f"override {key}", f"{head} is a list in the sweep file; change it there")
             spec_part[key] = value
         elif head in TOP_KEYS:
             problems.add(
@@ -179,7 +195,8 @@ def _parse(
     if base is not None:
         epochs = base.training.num_epochs
         check_parameters(params, base, raw.get("baseline", True) is not False, problems)
-    metric, mode = objective(raw.get("metric"), base, problems)
+    goals = objectives(raw.get("metric"), base, problems)
+    select = parse_rule(raw.get("select"), goals, problems)
     s = sweep_settings(raw, epochs or 1, problems)
     if full is not None and full["training"]["num_threads"] == 0:
         # A trial computes with as many torch threads as CPUs it holds (Ray sets OMP_NUM_THREADS
@@ -193,7 +210,7 @@ def _parse(
     return SweepSpec(
         name=raw["name"], source_path=src.resolve(), source_text=text,
         base_files=[_resolve(src, b) for b in _base_list(raw.get("base"))], fixed=fixed, overrides=overrides,
-        parameters=params, metric=metric, mode=mode, max_epochs=epochs, seed=seed,
+        parameters=params, metric=goals[0].name, mode=goals[0].mode, objectives=goals, select=select, max_epochs=epochs, seed=seed,
         spec_overrides=spec_overrides, resolved_tree=full, confirm=confirm, **s,
     )  # fmt: skip
 

@@ -23,7 +23,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from sweeps import console
-from sweeps.scheduler import SuccessiveHalving
+from sweeps.scheduler import ParetoHalving, SuccessiveHalving
 from sweeps.searcher import FixedPoints, StudySearcher
 from sweeps.session import SweepSession
 from sweeps.spec import SweepSpec
@@ -38,6 +38,13 @@ CONFIRM_DIR_NAME = "confirm"
 def make_scheduler(spec: SweepSpec) -> TrialScheduler:
     if spec.scheduler.type == "fifo":
         return FIFOScheduler()
+    if spec.multi:
+        return ParetoHalving(
+            spec.objectives,
+            max_t=spec.max_epochs,
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
     return SuccessiveHalving(
         max_t=spec.max_epochs,
         grace_period=spec.scheduler.grace_period,
@@ -54,7 +61,11 @@ def make_trainable(spec: SweepSpec, base_tree: dict[str, Any]) -> Any:
 def reporter(spec: SweepSpec) -> tune.CLIReporter:
     """A status table every minute with the objective, epochs and the searched values only."""
     return tune.CLIReporter(
-        metric_columns={spec.metric: spec.metric, "training_iteration": "epochs"},
+        metric_columns={
+            **{o.name: o.name for o in spec.objectives},
+            spec.metric: spec.metric,
+            "training_iteration": "epochs",
+        },
         parameter_columns=list(spec.parameters),
         max_report_frequency=60,
         sort_by_metric=True,

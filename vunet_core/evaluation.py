@@ -49,8 +49,11 @@ from vunet_core.losses import compute_terms, loss_weights, weighted_total
 from vunet_core.model import VUNet
 from vunet_core.perceptual import PerceptualLoss
 
-IMAGE_KINDS = ("appearance", "pose", "target", "reconstruction", "transfer", "other_appearance", "other_transfer")
+IMAGE_KINDS = (
+    "appearance", "pose", "target", "reconstruction", "transfer", "other_appearance", "other_transfer", "prior",
+)  # fmt: skip
 VALIDATION_SEED = 1234
+PRIOR_SEED = 4321  # the prior samples of the eval outputs (`mode=sample`: the pose alone, z from the prior)
 
 
 @dataclass
@@ -166,8 +169,11 @@ def run_evaluation(job: EvalJob, out_dir: Path | None = None) -> dict[str, float
                 per_example[m.val_loss(name)].append(v.float().cpu())
             for name, v in metrics.items():
                 per_example[m.transfer(name)].append(v.float().cpu())
-            if writer is not None:
-                outputs = {"reconstruction": rec.image, "transfer": moved.image, "other_transfer": wrong}
+            if writer is not None and writer.wants_more:
+                # Its own noise, forked, so the validation numbers do not depend on whether outputs are written.
+                with fixed_noise(PRIOR_SEED + len(writer.rows), device):
+                    prior = model(pair.pose, None, mode="sample").image
+                outputs = {"reconstruction": rec.image, "transfer": moved.image, "other_transfer": wrong, "prior": prior}
                 writer.add(pair, cross.appearance_image, outputs, {k: v[-1] for k, v in per_example.items()})
     model.train(was_training)
     if writer is not None:
@@ -183,6 +189,10 @@ class _EvalWriter:
         self.max_examples = max_examples or None
         self.rows: list[dict[str, Any]] = []
         out_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def wants_more(self) -> bool:
+        return self.max_examples is None or len(self.rows) < self.max_examples
 
     def add(self, pair: Batch, other_appearance: Tensor, outputs: dict[str, Tensor], losses: dict[str, Tensor]) -> None:
         inputs = {"appearance": pair.appearance_image, "pose": pair.pose, "target": pair.target}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from sweeps.pareto import Objective
 from sweeps.progress import ProgressLines
 
 
@@ -45,7 +46,9 @@ def test_report_rows_come_from_tune_results_including_a_trial_that_crashed_befor
     from sweeps.report import build_report
     from sweeps.sweep_dir import Span, SweepState
 
-    spec = SimpleNamespace(metric="val/transfer/l1", mode="min", max_epochs=8)
+    spec = SimpleNamespace(
+        metric="val/transfer/l1", mode="min", max_epochs=8, objectives=(Objective("val/transfer/l1", "min"),)
+    )
     base = {"sweep": {"stage": "search", "number": 0, "baseline": True}}
     done = SimpleNamespace(
         metrics={"trial_id": "aa", "training_iteration": 8, "val/transfer/l1": 0.17, "time_total_s": 9.0},
