@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vunet_core import CHECKPOINT_NAME
-
 # the sweep directory
 STATE_FILE = "sweep.json"  # what --resume reuses (sweeps.sweep_dir.SweepState)
 LOCK_FILE = ".sweep.lock"  # held by the running driver
@@ -22,11 +20,23 @@ BEST_TRIAL = "best_trial.json"  # links the answer to its sweep, trial and MLflo
 ANSWER_FILES = (BEST_CONFIG, BEST_TRIAL)  # written only when a sweep finishes
 
 # a trial checkpoint
-MODEL_STATE = CHECKPOINT_NAME  # model + optimizer state (vunet_core's checkpoint file)
+# vunet_core.CHECKPOINT_NAME, spelt out so that this module (and sweeps.epoch_output, which the
+# driver-scale benchmark's trials import) loads without torch; a test checks they agree.
+MODEL_STATE = "last.pt"  # model + optimizer state (vunet_core's checkpoint file)
 SAMPLE_GRID = "samples.png"  # the epoch's sample grid
 EVAL_DIR = "eval"  # the epoch's eval outputs (vunet_core.load_eval_outputs reads it)
 EPOCH_RECORD = "meta.json"  # {"epoch": ..., "step": ...}
-DRIVER_FILES = (EPOCH_RECORD, SAMPLE_GRID, EVAL_DIR)  # what the driver reads of a checkpoint
+CONTACT_FILE = "contact.npz"  # the contact sheets' pairs of the epoch, cut out by the trial
+DRIVER_FILES = (EPOCH_RECORD, SAMPLE_GRID, EVAL_DIR, CONTACT_FILE)  # what the driver reads of a checkpoint
+# a trial's per-epoch outputs for the driver (sweeps.epoch_output): <trial dir>/epochs/epoch_NNNN/
+EPOCHS_DIR = "epochs"
+CONTACT_ROWS = 4  # validation pairs on a contact sheet
+CONTACT_KINDS = ("appearance", "pose", "target", "transfer", "other_appearance", "other_transfer", "prior")
+
+
+def epoch_dirname(epoch: int) -> str:
+    """A trial's folder of one epoch's outputs, under its `epochs/`."""
+    return f"epoch_{epoch:04d}"
 
 
 def samples_artifact(epoch: int) -> str:

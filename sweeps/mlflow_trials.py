@@ -6,7 +6,7 @@ only queues calls on the sweep's :class:`~sweeps.outbox.Outbox`
 (sent in the background, kept on disk while the server is down), so tracking never
 holds up Tune's loop. Params when a trial starts (the complete resolved config under
 `/`-path names, the sampled ones listed in the `sampled_params` tag), metrics on every
-report (step = epoch), the sample grid and eval outputs of every checkpoint, and the
+report (step = epoch), the sample grid and eval outputs of every epoch, and the
 final state: FINISHED + `trial_state=completed` or `early_stopped` (stopped by the
 scheduler: a normal outcome, not a red mark in the UI), FAILED + `trial_state=diverged`
 or `crashed`; KILLED only for trials of an interrupted sweep. After the driver was
@@ -124,8 +124,14 @@ class MlflowTrials:
         self._safely(lambda t: self._log_result(t, result), trial)
 
     def checkpoint(self, trial: Any, path: Path) -> None:
-        """A checkpoint's sample grid and eval outputs, each epoch once."""
+        """A checkpoint's sample grid and eval outputs (a checkpoint written before the trials
+        had an `epochs/` folder), each epoch once."""
         self._safely(lambda t: self._log_files(t, path), trial)
+
+    def epoch_outputs(self, trial: Any, path: Path) -> None:
+        """An epoch's outputs folder (:mod:`sweeps.epoch_output`), each epoch once; its eval
+        outputs are moved into the outbox, not copied (the folder is removed afterwards)."""
+        self._safely(lambda t: self._log_files(t, path, move=True), trial)
 
     def _catch_up(self, trial: Any) -> None:
         """A driver killed right after Tune recorded a checkpoint leaves that epoch unlogged, and
@@ -152,9 +158,9 @@ class MlflowTrials:
             self.outbox.put("log_batch", trial.trial_id, metrics=items[i : i + MAX_BATCH])
         done.add(step)
 
-    def _log_files(self, trial: Any, path: Path) -> None:
+    def _log_files(self, trial: Any, path: Path, move: bool = False) -> None:
         meta = path / EPOCH_RECORD
-        if not meta.is_file():
+        if not meta.is_file() or not (path / SAMPLE_GRID).is_file():  # a checkpoint with the state only
             return
         epoch = int(json.loads(meta.read_text())["epoch"])
         done = self.image_steps.setdefault(trial.trial_id, set())
@@ -164,7 +170,10 @@ class MlflowTrials:
         key, grid = trial.trial_id, path / SAMPLE_GRID
         self.outbox.put("log_image", key, files={"image": grid}, image_key="samples", step=epoch)
         self.outbox.put("log_artifact", key, files={"file": grid}, artifact_path=samples_artifact(epoch))
-        self.outbox.put("log_artifacts", key, files={"dir": path / EVAL_DIR}, artifact_path=eval_artifact(epoch))
+        moved = {"move": True} if move else {}  # the folder is the caller's to give away
+        self.outbox.put(
+            "log_artifacts", key, files={"dir": path / EVAL_DIR}, artifact_path=eval_artifact(epoch), **moved
+        )
         done.add(epoch)
 
     def _ensure_run(self, trial: Any) -> None:

@@ -76,15 +76,20 @@ class Outbox:
 
     # ------------------------------------------------------------------ enqueue (driver thread)
 
-    def put(self, op: str, key: str, files: Mapping[str, Path] | None = None, **args: Any) -> None:
-        """Queue one call; `files` are copied now (name -> source file or directory)."""
+    def put(self, op: str, key: str, files: Mapping[str, Path] | None = None, move: bool = False, **args: Any) -> None:
+        """Queue one call; `files` are copied now (name -> source file or directory), or with
+        `move` the directories are moved (a rename on the same filesystem: the driver's trial
+        events hand over eval outputs of ~1000 files that nobody needs where they are)."""
         with self._lock:
             self._seq += 1
             seq = self._seq
         copied: dict[str, str] = {}
         for name, src in (files or {}).items():
             dst = self.dir / f"{seq:08d}.files" / name
-            if src.is_dir():
+            if src.is_dir() and move:
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(src, dst)
+            elif src.is_dir():
                 shutil.copytree(src, dst)
             elif src.is_file():
                 dst = dst / src.name  # log_artifact keeps the file's name

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import urllib.parse
@@ -31,7 +32,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from sweeps.files import DRIVER_FILES, MODEL_STATE
+from sweeps.files import DRIVER_FILES, EPOCH_RECORD, EPOCHS_DIR, MODEL_STATE
 from sweeps.sweep_yaml import SpecError
 from sweeps.tracking import redact
 from vunet_core import ConfigError, drop_optimizer_state, one_line
@@ -190,6 +191,37 @@ def checkpoint_files(checkpoint: Any) -> Iterator[Path]:
             if kind != pafs.FileType.NotFound:
                 pafs.copy_files(source, str(Path(tmp) / name), source_filesystem=fs)
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def epoch_outputs(trial: Any, upto: int) -> Iterator[list[Path]]:
+    """Local folders of the trial's per-epoch outputs (:mod:`sweeps.epoch_output`) for epochs up
+    to `upto` (reported, so complete), oldest first; removed from the storage afterwards. The
+    caller may move files out of them. Empty when the trial has no storage context."""
+    storage = getattr(trial, "storage", None)
+    fs, root = getattr(storage, "storage_filesystem", None), getattr(storage, "trial_fs_path", "")
+    if fs is None or not root:
+        yield []
+        return
+    root = f"{root}/{EPOCHS_DIR}"
+    names = [n for n in _listing(fs, root, pafs.FileType.Directory) if n[6:].isdigit() and int(n[6:]) <= upto]
+    if isinstance(fs, pafs.LocalFileSystem):
+        try:
+            yield [Path(root, n) for n in names if Path(root, n, EPOCH_RECORD).is_file()]
+        finally:
+            for n in names:
+                shutil.rmtree(Path(root, n), ignore_errors=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="vunet-epochs-") as tmp:
+        for n in names:
+            (Path(tmp) / n).mkdir()
+            pafs.copy_files(f"{root}/{n}", str(Path(tmp) / n), source_filesystem=fs)
+        try:
+            yield [Path(tmp, n) for n in names if Path(tmp, n, EPOCH_RECORD).is_file()]
+        finally:
+            for n in names:
+                with contextlib.suppress(OSError):
+                    fs.delete_dir(f"{root}/{n}")
 
 
 def publish(storage: Storage, files: list[Path], sweep_dir: Path) -> None:

@@ -2,10 +2,13 @@
 
 Builds the typed config from the sweep's base tree and the sampled values,
 continues from `tune.get_checkpoint()` when Ray restores the trial (a retry after
-a crash, or a resumed sweep), and reports once per epoch with a checkpoint that
-holds the training state, that epoch's sample grid and its eval outputs. The files
-go into the checkpoint before the report, because a trial the scheduler stops is
-killed right after its last report.
+a crash, or a resumed sweep), and reports once per epoch through
+:func:`sweeps.epoch_output.report_epoch`: that epoch's sample grid, eval outputs and
+contact-sheet pairs go to the trial's `epochs/` folder for the driver, and the training
+state goes into a checkpoint every `state_every` epochs, at `state_epochs` and at the
+last epoch (a restored trial re-runs at most `state_every - 1` epochs). Everything is
+written before the report, because a trial the scheduler stops is killed right after
+its last report.
 
 A non-finite loss ends the trial with a last report `trial_state=diverged` and the
 worst possible objective, instead of an exception: Ray would otherwise retry it
@@ -14,48 +17,54 @@ from its last checkpoint, where it diverges again deterministically.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-from sweeps.files import EPOCH_RECORD, EVAL_DIR, MODEL_STATE, SAMPLE_GRID
+from sweeps.epoch_output import STATE_EVERY, EpochFiles, report_epoch
+from sweeps.files import MODEL_STATE
 from sweeps.search import sampled_flat, trial_cfg
 from vunet_core import Config, DivergedError, train_epochs
 
 FAULT_ENV = "VUNET_SWEEPS_FAULT"  # test seam: "crash:<path>=<value>" crashes trials with that config value
 
 
-def run_trial(config: dict[str, Any], base_tree: dict[str, Any], metric: str, mode: str) -> None:
-    """The function Ray runs for each trial."""
+def run_trial(
+    config: dict[str, Any],
+    base_tree: dict[str, Any],
+    metric: str,
+    mode: str,
+    state_every: int = STATE_EVERY,
+    state_epochs: Collection[int] = (),
+) -> None:
+    """The function Ray runs for each trial; the training state is saved every `state_every`
+    epochs, at `state_epochs` (e.g. the scheduler's rungs) and at the last epoch."""
     cfg = trial_cfg(base_tree, config)
     # The work files live outside the trial directory: Tune syncs that directory while the
     # trial runs, and a checkpoint file moved away mid-sync made the sync fail.
     with tempfile.TemporaryDirectory(prefix="vunet-trial-") as tmp:
-        _train(cfg, Path(tmp), config, metric, mode)
+        _train(cfg, Path(tmp), config, (metric, mode), (state_every, tuple(state_epochs)))
 
 
-def _train(cfg: Config, work: Path, config: dict[str, Any], metric: str, mode: str) -> None:
+def _train(
+    cfg: Config, work: Path, config: dict[str, Any], objective: tuple[str, str], saves: tuple[int, tuple[int, ...]]
+) -> None:
+    metric, mode = objective
     resume = _restore(work)
     _maybe_inject_fault(config)
     try:
         for result in train_epochs(cfg, work, resume=resume, progress=False):
-            with tempfile.TemporaryDirectory() as tmp:
-                ckpt_dir = Path(tmp)
-                # Moved, not copied: Ray's checkpoint is the trial's only copy of the state.
-                shutil.move(result.checkpoint, ckpt_dir / MODEL_STATE)
-                shutil.copy2(result.sample_grid, ckpt_dir / SAMPLE_GRID)
-                if result.eval_dir is not None:
-                    shutil.copytree(result.eval_dir, ckpt_dir / EVAL_DIR)
-                (ckpt_dir / EPOCH_RECORD).write_text(json.dumps({"epoch": result.epoch, "step": result.step}))
-                tune.report(
-                    {**result.metrics, "epoch": result.epoch, "step": result.step},
-                    checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
-                )
+            files = EpochFiles(
+                result.epoch, result.step, result.metrics, result.sample_grid, result.eval_dir, result.checkpoint
+            )
+            report_epoch(files, cfg.training.num_epochs, every=saves[0], extra=saves[1])
+            if result.eval_dir is not None:  # written for the driver: the work copy is not needed again
+                shutil.rmtree(result.eval_dir, ignore_errors=True)
     except DivergedError as exc:
         worst = float("inf") if mode == "min" else float("-inf")
         tune.report({metric: worst, "trial_state": "diverged", "diverged_step": exc.step, "diverged_term": exc.term})

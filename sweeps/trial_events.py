@@ -3,15 +3,20 @@
 Tune calls :class:`TrialEvents` in the driver process; each event reads top to bottom:
 
 - started: create the trial's MLflow run (or set it RUNNING again on a retry), print a line;
-- restored (``--resume``): reopen the run and log what a killed driver missed;
-- result: log the epoch's metrics, print the epoch line (and, once a minute, the table);
-- checkpoint: fetch its sample grid and eval outputs (from wherever the storage is), log them,
-  cache the contact-sheet pairs;
+- restored (``--resume``): reopen the run and log what a killed driver missed (the epochs
+  its trial reported, and the outputs it left, up to the result Tune recorded);
+- result: log the epoch's metrics; take the epoch's outputs the trial wrote for it
+  (:mod:`sweeps.epoch_output`: sample grid, eval outputs, contact-sheet pairs, from wherever the
+  storage is), log them, keep the contact pairs, remove the folder; print the epoch line (and,
+  once a minute, the table);
+- checkpoint: only the training state now; a checkpoint from before the trials wrote `epochs/`
+  folders still has its sample grid and eval outputs logged and cached;
 - complete / error: decide how the trial ended, once (:func:`~sweeps.trial_info.end_state`),
   end its run with that state and print it.
 
 MLflow calls only queue on the sweep's outbox (:mod:`sweeps.outbox`), so no event waits for
-the tracking server; none of them raises into Tune's loop.
+the tracking server; none of them raises into Tune's loop. Per report the driver reads a few
+small files and renames one folder: its cost does not grow with the eval outputs or the trials.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from ray import tune
 from sweeps.contact import cache_checkpoint
 from sweeps.mlflow_trials import MlflowTrials
 from sweeps.progress import ProgressLines
-from sweeps.storage import checkpoint_files
+from sweeps.storage import checkpoint_files, epoch_outputs
 from sweeps.trial_info import TrialState, end_state
 
 log = logging.getLogger(__name__)
@@ -43,12 +48,24 @@ class TrialEvents(tune.Callback):
 
     def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self.mlflow.restored(trial)
+        self._outputs(trial, int((trial.last_result or {}).get("training_iteration", 0) or 0))
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
         self.mlflow.result(trial, result)
+        self._outputs(trial, int(result.get("training_iteration", 0) or 0))
         self.progress.epoch(trial, result, trials)
+
+    def _outputs(self, trial: Any, upto: int) -> None:
+        """Log and cache the epoch outputs the trial wrote up to epoch `upto`, then drop them."""
+        try:
+            with epoch_outputs(trial, upto) as folders:
+                for path in folders:
+                    cache_checkpoint(trial, path, self.sweep_dir)  # first: the outbox takes eval/ away
+                    self.mlflow.epoch_outputs(trial, path)
+        except OSError as exc:  # storage unreachable now: this epoch's pictures are missed, not the sweep
+            log.warning("trial %s: could not read its epoch outputs (%s)", trial.trial_id, exc)
 
     def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
         try:

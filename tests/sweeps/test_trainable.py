@@ -1,8 +1,9 @@
 """The trainable's report path, without Ray or training: `train_epochs` is a generator of fake
-epoch results and `tune.report`/`tune.get_checkpoint` are recorded. One report per epoch whose
-checkpoint holds the model state, the sample grid, the eval outputs and the epoch record; a
-diverged trial ends with one report of the worst objective; a restored trial resumes from a
-copy of Ray's checkpoint."""
+epoch results and `tune.report`/`tune.get_checkpoint` are recorded. One report per epoch; each
+epoch's sample grid, eval outputs and record go to the trial's `epochs/` folder, the model state
+into a checkpoint only when due (every k epochs, extra epochs, the last); a diverged trial ends
+with one report of the worst objective; a restored trial resumes from a copy of Ray's
+checkpoint."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 
 import sweeps.trainable
+from sweeps import epoch_output
+from sweeps.epoch_output import saves_state
+from sweeps.files import EPOCHS_DIR
 from sweeps.spec import load_spec
 from sweeps.trainable import FAULT_ENV, run_trial
 from vunet_core import CHECKPOINT_NAME, Config, DivergedError
@@ -86,12 +91,13 @@ def patch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
         monkeypatch.setattr(sweeps.trainable, "train_epochs", recorder.train_epochs)
         monkeypatch.setattr(sweeps.trainable.tune, "report", recorder.report)
         monkeypatch.setattr(sweeps.trainable.tune, "get_checkpoint", lambda: checkpoint)
+        monkeypatch.setattr(epoch_output, "trial_storage", lambda: (pafs.LocalFileSystem(), str(tmp_path / "trial")))
         return recorder
 
     return install
 
 
-def test_each_epoch_is_reported_with_a_checkpoint_of_its_files(
+def test_each_epoch_goes_to_the_trials_epochs_folder_and_the_state_only_into_due_checkpoints(
     base_tree: dict[str, Any], tmp_path: Path, patch: Any
 ) -> None:
     rec = patch(Recorder(tmp_path, [epoch_result(tmp_path / "train", 1), epoch_result(tmp_path / "train", 2)]))
@@ -104,13 +110,28 @@ def test_each_epoch_is_reported_with_a_checkpoint_of_its_files(
         {METRIC: 0.5, "train/loss": 2.0, "epoch": 1, "step": 3},
         {METRIC: 0.25, "train/loss": 1.0, "epoch": 2, "step": 6},
     ]
-    for epoch, (_, ckpt) in enumerate(rec.reports, 1):
-        assert ckpt is not None
-        assert sorted(p.name for p in ckpt.iterdir()) == sorted([CHECKPOINT_NAME, "samples.png", "eval", "meta.json"])
-        assert (ckpt / CHECKPOINT_NAME).read_text() == f"state after epoch {epoch}"
-        assert (ckpt / "samples.png").read_bytes() == f"grid {epoch}".encode()
-        assert json.loads((ckpt / "eval" / "metrics.json").read_text()) == {"epoch": epoch}
-        assert json.loads((ckpt / "meta.json").read_text()) == {"epoch": epoch, "step": 3 * epoch}
+    # 2 epochs < STATE_EVERY: the state is saved at the last epoch only
+    assert rec.reports[0][1] is None
+    ckpt = rec.reports[1][1]
+    assert ckpt is not None and sorted(p.name for p in ckpt.iterdir()) == sorted([CHECKPOINT_NAME, "meta.json"])
+    assert (ckpt / CHECKPOINT_NAME).read_text() == "state after epoch 2"
+    assert json.loads((ckpt / "meta.json").read_text()) == {"epoch": 2, "step": 6}
+    for epoch in (1, 2):
+        out = tmp_path / "trial" / EPOCHS_DIR / f"epoch_{epoch:04d}"
+        assert sorted(p.name for p in out.iterdir()) == sorted(["samples.png", "eval", "meta.json"])
+        assert (out / "samples.png").read_bytes() == f"grid {epoch}".encode()
+        assert json.loads((out / "eval" / "metrics.json").read_text()) == {"epoch": epoch}
+        assert json.loads((out / "meta.json").read_text()) == {"epoch": epoch, "step": 3 * epoch}
+
+
+@pytest.mark.parametrize(
+    ("every", "extra", "saved"),
+    [(4, (), [4, 8, 10]), (1, (), list(range(1, 11))), (4, (3,), [3, 4, 8, 10]), (0, (), [10])],
+)
+def test_the_state_is_saved_every_k_epochs_at_the_extra_epochs_and_at_the_end(
+    every: int, extra: tuple[int, ...], saved: list[int]
+) -> None:
+    assert [e for e in range(1, 11) if saves_state(e, 10, every, extra)] == saved
 
 
 def test_an_epoch_without_eval_outputs_has_no_eval_folder(
@@ -118,9 +139,10 @@ def test_an_epoch_without_eval_outputs_has_no_eval_folder(
 ) -> None:
     rec = patch(Recorder(tmp_path, [epoch_result(tmp_path / "train", 1, with_eval=False)]))
     run_trial(CONFIG, base_tree, METRIC, "min")
-    ((metrics, ckpt),) = rec.reports
-    assert metrics["epoch"] == 1 and ckpt is not None
-    assert sorted(p.name for p in ckpt.iterdir()) == sorted([CHECKPOINT_NAME, "samples.png", "meta.json"])
+    ((metrics, _ckpt),) = rec.reports
+    assert metrics["epoch"] == 1
+    out = tmp_path / "trial" / EPOCHS_DIR / "epoch_0001"
+    assert sorted(p.name for p in out.iterdir()) == sorted(["samples.png", "meta.json"])
 
 
 @pytest.mark.parametrize(("mode", "worst"), [("min", float("inf")), ("max", float("-inf"))])
