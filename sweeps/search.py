@@ -141,9 +141,9 @@ def baseline_point(spec: SweepSpec) -> dict[str, Any]:
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    """TPE seeded from the spec (`sampler: random`: Optuna's random search, `sampler: nsga2`:
-    Optuna's NSGA-II, a population of `max(4, num_samples // 4)`, same seed). TPE (multi-objective
-    TPE when the sweep has several objectives, Optuna picks it by the study's directions)'s
+    """TPE seeded from the spec (`sampler: random`: Optuna's random search; `sampler: nsga2`:
+    Optuna's NSGA-II with a population of `max(4, num_samples // 4)`; same seed). With several
+    objectives TPE is Optuna's multi-objective TPE (chosen by the study's directions). TPE's
     random start-up trials scale with the budget (Optuna's default 10 would make a short
     sweep pure random search); grouped multivariate TPE when the space is conditional
     (Optuna's advice for define-by-run spaces)."""
@@ -152,7 +152,9 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=max(4, spec.num_samples // 4), seed=spec.seed)
+        from sweeps.searcher import NSGAII
+
+        return NSGAII(population_size=max(4, spec.num_samples // 4), seed=spec.seed)
     grouped = any(d.when for d in spec.parameters.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

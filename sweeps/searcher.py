@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import pickle
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,17 @@ def fail_running_trials(spec: SweepSpec, sweep_dir: Path) -> int:
         earlier = list(study.user_attrs.get("interrupted_trials", []))
         study.set_user_attr("interrupted_trials", earlier + [t.number for t in running])
     return len(running)
+
+
+class NSGAII(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: Tune pickles the searcher and :meth:`StudySearcher.save` its
+    sampler, and Optuna's NSGA-II holds a thread lock (recreated on unpickling)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_thread_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _thread_lock=threading.Lock())
 
 
 def epoch_values(spec: SweepSpec, sweep_dir: Path) -> dict[str, dict[int, dict[str, float]]]:

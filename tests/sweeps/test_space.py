@@ -25,7 +25,7 @@ from sweeps.search import (
     trial_meta,
     trial_tree,
 )
-from sweeps.searcher import StudySearcher, fail_running_trials, load_study
+from sweeps.searcher import StudySearcher, epoch_values, fail_running_trials, load_study
 from sweeps.space import parse_number
 from sweeps.spec import SweepSpec, load_spec
 from vunet_core import ConfigError, flatten
@@ -282,3 +282,48 @@ def test_no_two_trials_share_a_configuration_until_the_space_is_exhausted(tmp_pa
     assert "search space exhausted" in capsys.readouterr().out
     repeats = [t for t in load_study(spec, tmp_path / "sweep").trials if "duplicate_of" in t.user_attrs]
     assert repeats and all(t.state == optuna.trial.TrialState.FAIL for t in repeats)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_a_multi_objective_study_keeps_each_epochs_values_and_honest_states(tmp_path: Path, sampler: str) -> None:
+    """Two directions; every epoch's values as `epoch_<k>` user attributes (Optuna keeps no
+    intermediate values for several objectives); COMPLETE / PRUNED / FAIL as with one; a trial
+    a killed driver left RUNNING continues in a new Optuna trial that keeps the epochs so far."""
+    two = [{"name": "val/transfer/l1", "mode": "min"}, {"name": "val/loss/KL", "mode": "min"}]
+    spec = make_spec(tmp_path, metric=two, sampler=sampler, num_samples=6, max_epochs=2)
+    s = searcher(spec, tmp_path / "sweep")
+    at_start = pickle.dumps(s)
+    for i in range(3):
+        assert s.suggest(f"t{i}") is not None
+        s.on_trial_result(f"t{i}", {"val/transfer/l1": 0.3 + i, "val/loss/KL": 40.0 * i, "training_iteration": 1})
+    last = {"val/transfer/l1": 0.2, "val/loss/KL": 50.0, "training_iteration": 2}
+    s.on_trial_complete("t0", last)
+    s.on_trial_complete("t1", {"val/transfer/l1": 1.3, "val/loss/KL": 40.0, "training_iteration": 1})  # stopped
+    s.on_trial_complete("t2", {"val/transfer/l1": float("inf"), "trial_state": "diverged", "training_iteration": 1})
+    assert s.suggest("t3") is not None
+    s.on_trial_result("t3", {"val/transfer/l1": 0.4, "val/loss/KL": 30.0, "training_iteration": 1})
+    s.save(str(tmp_path / "searcher.json"))
+    # the driver is killed: a resumed sweep's searcher continues t3
+    resumed = pickle.loads(at_start)
+    resumed.restore(str(tmp_path / "searcher.json"))
+    assert fail_running_trials(spec, tmp_path / "sweep") == 1
+    resumed.on_trial_result("t3", {"val/transfer/l1": 0.3, "val/loss/KL": 35.0, "training_iteration": 2})
+    resumed.on_trial_complete("t3", {"val/transfer/l1": 0.3, "val/loss/KL": 35.0, "training_iteration": 2})
+
+    study = load_study(spec, tmp_path / "sweep")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MINIMIZE"]
+    by_number = {t.user_attrs["trial"]: t for t in study.trials if t.state != optuna.trial.TrialState.FAIL}
+    states = {n: t.state.name for n, t in by_number.items()}
+    assert states == {0: "COMPLETE", 1: "PRUNED", 3: "COMPLETE"}
+    assert by_number[0].values == [0.2, 50.0]
+    assert by_number[0].user_attrs["epoch_1"] == {"val/transfer/l1": 0.3, "val/loss/KL": 0.0}
+    assert by_number[0].user_attrs["epoch_2"] == {"val/transfer/l1": 0.2, "val/loss/KL": 50.0}
+    assert by_number[3].user_attrs["epoch_1"] == {"val/transfer/l1": 0.4, "val/loss/KL": 30.0}  # from before the kill
+    assert by_number[3].user_attrs["resumed_from_trial"] == 3
+    failed = [t for t in study.trials if t.user_attrs.get("trial") == 2]
+    assert [t.state.name for t in failed] == ["FAIL"] and failed[0].user_attrs["trial_state"] == "diverged"
+    values = epoch_values(spec, tmp_path / "sweep")
+    assert values["t3"] == {
+        1: {"val/transfer/l1": 0.4, "val/loss/KL": 30.0},
+        2: {"val/transfer/l1": 0.3, "val/loss/KL": 35.0},
+    }
