@@ -225,7 +225,8 @@ def _open_tracking(session: SweepSession) -> _Tracking:
         _log_parent_inputs(outbox, spec, session.base_tree)
     else:
         outbox.put("set_status", PARENT, status="RUNNING")
-    progress = ProgressLines(spec.metric, spec.max_epochs, spec.mode)
+    others = tuple(o.name for o in spec.objectives[1:])
+    progress = ProgressLines(spec.metric, spec.max_epochs, spec.mode, others=others)
     return _Tracking(outbox, mlflow, TrialEvents(mlflow, progress, session.sweep_dir))
 
 

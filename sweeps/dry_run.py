@@ -37,7 +37,8 @@ def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
 
     prepare_data(config_from_tree(base_tree), progress=True)  # generate once, with progress
     print(
-        f"dry run of {spec.name}: {spec.num_samples} trials x up to {spec.max_epochs} epochs, metric {spec.metric} ({spec.mode})"
+        f"dry run of {spec.name}: {spec.num_samples} trials x up to {spec.max_epochs} epochs, "
+        + ", ".join(f"{'metric' if i == 0 else 'and'} {o.name} ({o.mode})" for i, o in enumerate(spec.objectives))
     )
     for i, point in enumerate(sample_points(spec, min(NUM_SAMPLES, spec.num_samples))):
         cfg = trial_cfg(base_tree, point)
@@ -55,10 +56,13 @@ def dry_run(spec: SweepSpec, base_tree: dict[str, Any]) -> int:
     if spec.confirm is not None:
         c = spec.confirm
         runs, worst = (1 + c.top_k) * len(c.seeds), (1 + c.top_k) * c.max_seeds
+        picked = f"up to {c.top_k} points spread along the front" if spec.multi else f"top {c.top_k}"
         print(
-            f"then confirmation: baseline + top {c.top_k} x seeds {list(c.seeds)} = {runs} trials of "
+            f"then confirmation: baseline + {picked} x seeds {list(c.seeds)} = {runs} trials of "
             f"{spec.max_epochs} epochs, {spec.max_concurrent_trials} at a time; undecided candidates get more "
             f"fresh seeds up to {c.max_seeds} (margin {c.margin}): at worst {worst} trials in {c.rounds} rounds"
         )
+    if spec.multi:
+        print(f"the answer: {spec.rule}")
     print("dry run ok: nothing was started")
     return 0

@@ -29,16 +29,28 @@ TUNE_STATUS = {"PENDING": "pending", "RUNNING": TrialState.RUNNING, "PAUSED": "p
 class ProgressLines:
     """The driver's stdout lines per trial event (called by :mod:`sweeps.trial_events`)."""
 
-    def __init__(self, metric: str, max_epochs: int, mode: str = "min", every_s: float = TABLE_EVERY_S) -> None:
+    def __init__(
+        self,
+        metric: str,
+        max_epochs: int,
+        mode: str = "min",
+        every_s: float = TABLE_EVERY_S,
+        others: tuple[str, ...] = (),
+    ) -> None:
         self.metric = metric
+        self.others = others  # the other objectives, shown beside the primary
         self.max_epochs = max_epochs
         self.sign = 1.0 if mode == "min" else -1.0
         self.every_s = every_s
         self.start = self.last_table = time.monotonic()
 
     def _value(self, result: dict[str, Any]) -> str:
-        value = result.get(self.metric)
-        return f"{self.metric} {value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else ""
+        shown = []
+        for name in (self.metric, *self.others):
+            value = result.get(name)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                shown.append(f"{name} {value:.4g}")
+        return ", ".join(shown)
 
     def started(self, trial: Any) -> None:
         print(f"{trial_label(trial)} started", flush=True)
