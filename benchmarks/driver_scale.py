@@ -166,7 +166,10 @@ def _report(opts: dict[str, Any], epoch: int, step: int, metrics: dict[str, Any]
         from sweeps import epoch_output  # the tree under test writes per-epoch files and sparse states
     except ImportError:
         return _report_legacy(epoch, step, metrics, state, grid, eval_dir)
-    return int(epoch_output.report_epoch(epoch_output.EpochFiles(epoch, step, metrics, grid, eval_dir, state)))
+    files = epoch_output.EpochFiles(epoch, step, metrics, grid, eval_dir, state)
+    written, states = epoch_output.report_epoch(files, last_epoch=opts["epochs"])
+    shutil.rmtree(eval_dir)
+    return written, states
 
 
 def _report_legacy(epoch: int, step: int, metrics: dict[str, Any], *files: Path) -> tuple[int, int]:
@@ -359,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print("RESULT " + json.dumps(one_sweep(args)), flush=True)
         return 0
     if args.quick:
-        args.concurrent, args.trials, args.epochs, args.epoch_s, args.max_workers = "8,128", 48, 4, 3.0, 16
+        quick = "8,128" if args.concurrent == p.get_default("concurrent") else args.concurrent
+        args.concurrent, args.trials, args.epochs, args.epoch_s, args.max_workers = quick, 48, 4, 3.0, 16
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="driver-scale-"))
     rows = [_child(args, int(n), out / n) for n in args.concurrent.split(",")]
     _table(rows)
