@@ -7,6 +7,8 @@ Takes, from the sweep directory SWEEP_DIR:
 
 - ``contact_sheets/epoch_NNNN.png`` of the last epoch -> ``contact_sheet_kl_ramp.png``
 - ``confirm.png`` (the confirmation plot) -> ``confirm_kl_ramp.png``
+- ``pareto.png`` (the front, with the confirmed means), when the sweep has several
+  objectives -> ``pareto_kl_ramp.png``
 - the sample grid of the answer's trial (``best_trial.json``'s ``trial_id``) at its last
   epoch -> ``kl_ramp_best_samples.png``, scaled 2x (nearest neighbour) so the 32 px tiles
   can be seen. The grid is ``tune/trial_<n>_<id>/checkpoint_NNNNNN/samples.png`` (epoch in
@@ -30,6 +32,7 @@ from PIL import Image
 CONTACT_SHEET = "contact_sheet_kl_ramp.png"
 CONFIRM_PLOT = "confirm_kl_ramp.png"
 BEST_SAMPLES = "kl_ramp_best_samples.png"
+PARETO_PLOT = "pareto_kl_ramp.png"
 SAMPLES_SCALE = 2
 DESCRIPTION = "Copy the images a finished sweep wrote to the names the README shows."
 
@@ -94,11 +97,15 @@ def make_figures(sweep: Path, out: Path) -> list[str]:
     with Image.open(grid) as image:
         size = (image.width * SAMPLES_SCALE, image.height * SAMPLES_SCALE)
         image.resize(size, Image.Resampling.NEAREST).save(out / BEST_SAMPLES)
-    return [
+    lines = [
         f"{out / CONTACT_SHEET} <- {sheet}",
         f"{out / CONFIRM_PLOT} <- {confirm}",
         f"{out / BEST_SAMPLES} <- {grid} (epoch {epoch}, scaled {SAMPLES_SCALE}x)",
     ]
+    if (sweep / "pareto.png").is_file():
+        shutil.copyfile(sweep / "pareto.png", out / PARETO_PLOT)
+        lines.append(f"{out / PARETO_PLOT} <- {sweep / 'pareto.png'}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,6 +94,7 @@ def _front(
         points = [c.row for c in confirmation.candidates]  # the confirmed front points
     entries.files += [front.write_csv(pareto, sweep_dir / "pareto.csv"), front.plot(pareto, sweep_dir / "pareto.png")]
     entries.series += front.parent_metrics(pareto)
+    entries.tags["pareto_reference"] = front.reference_text(pareto)
     folder = sweep_dir / front.FRONT_DIR
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()

@@ -138,14 +138,19 @@ def print_front(front: Front) -> None:
     print(hypervolume_line(front))
 
 
+def reference_text(front: Front) -> str:
+    """The hypervolume's reference point in the objectives' own units."""
+    signs = [o.sign for o in front.objectives]
+    return ", ".join(f"{o.name} {s * v:.4g}" for o, s, v in zip(front.objectives, signs, front.reference, strict=True))
+
+
 def hypervolume_line(front: Front) -> str:
     if not front.hypervolume:
         return "hypervolume: no rung has values of every objective"
-    signs = [o.sign for o in front.objectives]
-    ref = ", ".join(f"{o.name} {s * v:.4g}" for o, s, v in zip(front.objectives, signs, front.reference, strict=True))
     per = ", ".join(f"epoch {e}: {v:.4g}" for e, v in sorted(front.hypervolume.items()))
     return (
-        f"hypervolume of the front per rung ({per}); reference point: {ref} (the worst values seen + 10 % of the range)"
+        f"hypervolume of the front per rung ({per}); reference point: {reference_text(front)} "
+        "(the worst values seen + 10 % of the range)"
     )
 
 
