@@ -131,16 +131,13 @@ class StudySearcher(Searcher):
         self._study: optuna.Study | None = None
         self._live: dict[str, optuna.Trial] = {}  # this process's open Optuna trials
         self._steps: dict[str, set[int]] = {}  # epochs reported to each open trial
+        self._seen: dict[str, int] | None = None  # the sweep's configurations so far -> trial number
 
     # ----------------------------------------------------------------- state
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_study"], state["_live"], state["_steps"] = (
-            None,
-            {},
-            {},
-        )  # a database connection and its trials stay here
+        state["_study"], state["_live"], state["_steps"], state["_seen"] = None, {}, {}, None  # read again
         return state
 
     def save(self, checkpoint_path: str) -> None:
@@ -160,7 +157,7 @@ class StudySearcher(Searcher):
         self.points, self.numbers, self.finished = state["points"], state["numbers"], set(state["finished"])
         self.next_number = int(state["next_number"])
         self.sampler = pickle.loads(base64.b64decode(state["sampler"]))  # written by save() above
-        self._study, self._live, self._steps = None, {}, {}
+        self._study, self._live, self._steps, self._seen = None, {}, {}, None
 
     @property
     def study(self) -> optuna.Study:
@@ -195,6 +192,8 @@ class StudySearcher(Searcher):
         number, self.next_number = self.next_number, self.next_number + 1
         trial.set_user_attr(NUMBER_ATTR, number)
         trial.set_user_attr("tune_trial_id", trial_id)
+        if self._seen is not None:
+            self._seen.setdefault(_key(trial.params), number)
         self.numbers[trial_id] = trial.number
         self._live[trial_id], self._steps[trial_id] = trial, set()
         return with_meta({**trial.params, **constants}, TrialMeta(baseline=baseline, number=number))
@@ -224,12 +223,16 @@ class StudySearcher(Searcher):
     def _twin(self, params: dict[str, Any]) -> int | None:
         """The number of an earlier trial of the sweep with these parameters, if any. The trial
         about to be numbered `next_number` itself does not count: a resumed sweep proposes again
-        what a killed driver had proposed but Tune never recorded."""
-        for t in self.study.get_trials(deepcopy=False):
-            number = t.user_attrs.get(NUMBER_ATTR)
-            if number is not None and number != self.next_number and t.params == params:
-                return int(number)
-        return None
+        what a killed driver had proposed but Tune never recorded. A dict lookup: the study is read
+        once per process (then kept up to date by `suggest`), not once per proposal."""
+        if self._seen is None:
+            self._seen = {}
+            for t in self.study.get_trials(deepcopy=False):
+                number = t.user_attrs.get(NUMBER_ATTR)
+                if number is not None:
+                    self._seen.setdefault(_key(t.params), int(number))
+        number = self._seen.get(_key(params))
+        return number if number is not None and number != self.next_number else None
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._open(trial_id)
@@ -311,6 +314,11 @@ class FixedPoints(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         self.next = int(json.loads(Path(checkpoint_path).read_text())["next"])
+
+
+def _key(params: dict[str, Any]) -> str:
+    """A configuration as a dict key (JSON of the sorted values: floats compare as Optuna stores them)."""
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _finite(value: Any) -> bool:

@@ -23,6 +23,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from sweeps import console
+from sweeps.contact import milestones
 from sweeps.scheduler import ParetoHalving, SuccessiveHalving
 from sweeps.searcher import FixedPoints, StudySearcher
 from sweeps.session import SweepSession
@@ -54,7 +55,12 @@ def make_scheduler(spec: SweepSpec) -> TrialScheduler:
 
 def make_trainable(spec: SweepSpec, base_tree: dict[str, Any]) -> Any:
     resources = {"cpu": spec.cpu, "gpu": spec.gpu}
-    bound = tune.with_parameters(run_trial, base_tree=base_tree, metric=spec.metric, mode=spec.mode)
+    # The training state is also saved at the scheduler's rungs, so a trial stopped there keeps its last epoch.
+    sched = spec.scheduler
+    rungs = milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
+    bound = tune.with_parameters(
+        run_trial, base_tree=base_tree, metric=spec.metric, mode=spec.mode, state_epochs=tuple(rungs)
+    )
     return tune.with_resources(bound, resources)
 
 
