@@ -11,12 +11,13 @@ Takes, from the sweep directory SWEEP_DIR:
   objectives -> ``pareto_kl_ramp.png``
 - the sample grid of the answer's trial (``best_trial.json``'s ``trial_id``) at its last
   epoch -> ``kl_ramp_best_samples.png``, scaled 2x (nearest neighbour) so the 32 px tiles
-  can be seen. The grid is ``tune/trial_<n>_<id>/checkpoint_NNNNNN/samples.png`` (epoch in
-  the checkpoint's ``meta.json``), or ``samples/epoch_NNNN.png`` under the trial directory.
+  can be seen. The grid is taken from the trial's MLflow run (``samples/epoch_NNNN``), or in
+  sweeps from before trials wrote per-epoch outputs, from
+  ``tune/trial_<n>_<id>/checkpoint_NNNNNN/samples.png`` or ``samples/epoch_NNNN.png``.
 
 Nothing is drawn here: the pictures are the sweep's own files, so regenerating them from
 the current default job is the only way to update the README's run images. UI screenshots
-are made by hand. A missing file is one error line and exit code 2. Needs Pillow only.
+are made by hand. A missing file is one error line and exit code 2.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def best_trial_id(sweep: Path) -> str:
 
 
 def best_samples(sweep: Path) -> tuple[Path, int]:
-    """The answer's sample grid at its last epoch, and that epoch."""
+    """The answer's sample grid at its last epoch, and that epoch: from the trial's directory
+    (older sweeps kept grids there), else from its MLflow run (`best_trial.json` names it)."""
     trial_id = best_trial_id(sweep)
     grids = [
         grid
@@ -74,10 +76,27 @@ def best_samples(sweep: Path) -> tuple[Path, int]:
         for pattern in ("checkpoint_*/samples.png", "samples/epoch_*.png")
         for grid in trial.glob(pattern)
     ]
+    if grids:
+        grid = max(grids, key=epoch_of)
+        return grid, epoch_of(grid)
+    return _samples_from_mlflow(sweep)
+
+
+def _samples_from_mlflow(sweep: Path) -> tuple[Path, int]:
+    import mlflow
+
+    record = json.loads((sweep / "best_trial.json").read_text())
+    epoch = int(record["epochs"])
+    try:
+        folder = mlflow.artifacts.download_artifacts(
+            run_id=record["run_id"], artifact_path=f"samples/epoch_{epoch:04d}", tracking_uri=record["tracking_uri"]
+        )
+    except Exception as exc:  # noqa: BLE001 - any store problem is the same missing file to this script
+        raise MissingFile(f"no sample grid of trial {record['trial_id']} in MLflow ({exc})") from exc
+    grids = sorted(Path(folder).glob("*.png"))
     if not grids:
-        raise MissingFile(f"no sample grid of trial {trial_id} under {sweep / 'tune'}")
-    grid = max(grids, key=epoch_of)
-    return grid, epoch_of(grid)
+        raise MissingFile(f"no sample grid of trial {record['trial_id']} at epoch {epoch} in MLflow")
+    return grids[0], epoch
 
 
 def required(path: Path) -> Path:
