@@ -79,7 +79,7 @@ resources: {{cpu: {cpu}, gpu: 0}}
 seed: 0
 max_failures: 0
 baseline: true
-"""
+{confirm}"""
 
 
 # ---------------------------------------------------------------------------- the stand-in trial (Ray worker)
@@ -167,7 +167,7 @@ def _report(opts: dict[str, Any], epoch: int, step: int, metrics: dict[str, Any]
     except ImportError:
         return _report_legacy(epoch, step, metrics, state, grid, eval_dir)
     files = epoch_output.EpochFiles(epoch, step, metrics, grid, eval_dir, state)
-    written, states = epoch_output.report_epoch(files, last_epoch=opts["epochs"])
+    written, states = epoch_output.report_epoch(files, last_epoch=opts["epochs"], extra=opts.get("rungs", ()))
     shutil.rmtree(eval_dir)
     return written, states
 
@@ -222,6 +222,7 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
     import sweeps.driver as driver
     import sweeps.trial_events as trial_events
     import sweeps.tuner as tuner
+    from sweeps.contact import milestones
     from sweeps.run import main
 
     work = Path(args.work).resolve()
@@ -239,7 +240,11 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
     cpu = round(1.6 / workers, 4)  # leave Ray's own processes some of the 2 cores
 
     def make_trainable(spec: Any, base_tree: dict[str, Any]) -> Any:
-        return tune.with_resources(tune.with_parameters(standin_trial, opts=opts), {"cpu": spec.cpu})
+        # the states at the scheduler's rungs too, as sweeps.tuner.make_trainable passes them
+        sched = spec.scheduler
+        rungs = milestones(spec.max_epochs, sched.type == "asha", sched.grace_period, sched.reduction_factor)
+        bound = tune.with_parameters(standin_trial, opts={**opts, "rungs": rungs})
+        return tune.with_resources(bound, {"cpu": spec.cpu})
 
     tuner.make_trainable = make_trainable  # type: ignore[assignment]
     lag, reports, spans = Lag(), [0], {}
@@ -270,6 +275,7 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
             epochs=args.epochs,
             grace=max(1, args.epochs // 2),
             cpu=cpu,
+            confirm=f"confirm: {args.confirm}\n" if args.confirm else "",
         )  # fmt: skip
     )
     threading.Thread(target=lag.run, daemon=True).start()
@@ -351,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-workers", type=int, default=32, help="most trial processes at once (above: emulated)")
     p.add_argument("--state-mb", type=float, default=1.0, help="size of the stand-in's model state file")
     p.add_argument("--storage", default="", help="passed to the sweep as --storage")
+    p.add_argument("--confirm", default="", help="the sweep's `confirm` setting (default: absent, i.e. on)")
     p.add_argument("--quick", action="store_true", help="N = 8, 32 (emulating 128), few trials: < 5 min")
     p.add_argument("--profile", action="store_true", help="cProfile each driver; top entries in <out>/N/profile.txt")
     p.add_argument("--out", default="", help="work directory (default: a temporary one, removed)")
@@ -381,6 +388,7 @@ def _child(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--one", str(n), "--work", str(work), "--trials", str(args.trials)]
     cmd += ["--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--max-workers", str(args.max_workers)]
     cmd += ["--state-mb", str(args.state_mb)] + (["--storage", args.storage] if args.storage else [])
+    cmd += ["--confirm", args.confirm] if args.confirm else []
     cmd += ["--profile"] if args.profile else []
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
