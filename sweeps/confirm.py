@@ -9,9 +9,14 @@ fresh seeds, up to `confirm/max_seeds`; decided ones stop. A seed that diverged 
 makes its candidate worse. What stays undecided after the last round is reported so, with
 the seeds it used.
 
-The confirmed winner is the better candidate with the best mean; when there is none,
-the answer is the baseline and the report says why (equivalent, worse, or the budget ran
-out). The stage lives here whole: it picks the candidates, trains them round by round
+With several objectives the candidates are up to `top_k` points spread along the search's
+Pareto front (:mod:`sweeps.front`), each judged on every objective (a margin per objective,
+relative to its baseline mean), and undecided until decided on all of them.
+
+The answer is what the sweep's rule picks (:mod:`sweeps.selection`): by default the better
+candidate with the best mean (with several objectives: among those not worse on any other);
+when there is none, the answer is the baseline and the report says why (equivalent, worse,
+or the budget ran out). The stage lives here whole: it picks the candidates, trains them round by round
 (:func:`run_stage`: Tune trials in the same Ray session as the search, each round its own
 resumable Tune run), collects and judges their values, and reports them (table, CSV, plot,
 the parent run's metrics, the plain-language answer).
