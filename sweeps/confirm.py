@@ -369,7 +369,7 @@ def _draw(conf: Confirmation, rows: list[Candidate], ax: Any) -> None:
     ]
     ax.set_xticks(range(len(rows)), names, fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylabel(conf.spec.metric)
+    ax.set_ylabel(conf.spec.metric + (" (primary; pareto.png shows every objective)" if conf.spec.multi else ""))
     better = "lower" if conf.spec.mode == "min" else "higher"
     ax.set_title(
         f"confirmation of sweep {conf.spec.name}: fresh seeds x {conf.spec.max_epochs} epochs\n"
