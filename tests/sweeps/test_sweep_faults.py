@@ -65,16 +65,26 @@ def test_diverged_crashed_and_early_stopped_trials_do_not_stop_the_sweep(tmp_pat
     }
     diverged = next(k for k in kids if k.data.tags["trial_state"] == "diverged")
     assert "at step" in diverged.data.tags["diverged_at"]
-    # Disk: only the answer keeps its optimizer state; stopped trials keep weights, grids, eval outputs.
+    # Disk: only the answer keeps its optimizer state; stopped trials keep weights. A checkpoint holds
+    # the training state only: each epoch's sample grid and eval outputs are in the trial's run, once.
     sweep_dir = tmp_path / "sweeps_out" / "faults"
     best_id = json.loads((sweep_dir / "best_trial.json").read_text())["trial_id"]
     whole = set()
     for state_file in (sweep_dir / "tune").glob("*/checkpoint_*/last.pt"):
         payload = torch.load(state_file, map_location="cpu", weights_only=True)
-        assert payload["model"] and (state_file.parent / "samples.png").is_file()
+        assert payload["model"] and not (state_file.parent / "samples.png").exists()
         if payload["optimizer"] is not None:
             whole.add(json.loads((state_file.parents[1] / "result.json").read_text().splitlines()[0])["trial_id"])
     assert whole == {best_id}
+    assert not list((sweep_dir / "tune").glob("*/epochs/epoch_*"))  # the driver took every epoch's outputs
+    client = client_for(tmp_path)
+    for kid in kids:
+        epochs = int(next(r["epochs"] for r in rows if r["trial_id"] == kid.data.tags["ray_trial_id"]) or 0)
+        if kid.data.tags["trial_state"] in ("completed", "early_stopped"):
+            grids = sorted(a.path for a in client.list_artifacts(kid.info.run_id, "samples"))
+            evals = sorted(a.path for a in client.list_artifacts(kid.info.run_id, "eval"))
+            assert grids == [f"samples/epoch_{e:04d}" for e in range(1, epochs + 1)]
+            assert evals == [f"eval/epoch_{e:04d}" for e in range(1, epochs + 1)]
     assert "sweep directory: " in out.stdout and "other trials keep model weights" in out.stdout
     # Optuna hears the truth: completed, stopped early (PRUNED at its last epoch), diverged, crashed.
     study = optuna.load_study(
