@@ -1,9 +1,11 @@
 """The names of what a sweep writes, in one place: its directory's files, a trial checkpoint's
 files, the answer's files and the MLflow artifact paths of a trial's epoch outputs.
 
-A trial checkpoint (written by :mod:`sweeps.trainable`, read by the trial events, the contact
-sheets and the storage's slimming) holds the model state, the epoch's sample grid, its eval
-outputs and a small record of the epoch; the driver only ever reads the last three.
+A trial checkpoint (written by :mod:`sweeps.epoch_output` every few epochs, slimmed by the
+storage after a stage) holds the model state and a small record of the epoch. Each epoch's
+sample grid, eval outputs and contact-sheet pairs go to the trial's `epochs/epoch_NNNN/` folder
+(same file names), which the driver logs and removes; a checkpoint from before that change
+holds them too, and the driver still reads them there.
 """
 
 from __future__ import annotations
