@@ -36,6 +36,7 @@ for the largest N.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -385,12 +386,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _child(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--one", str(n), "--work", str(work), "--trials", str(args.trials)]
+    cmd = [sys.executable, __file__, "--one", str(n), "--work", str(work.resolve()), "--trials", str(args.trials)]
     cmd += ["--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--max-workers", str(args.max_workers)]
     cmd += ["--state-mb", str(args.state_mb)] + (["--storage", args.storage] if args.storage else [])
     cmd += ["--confirm", args.confirm] if args.confirm else []
     cmd += ["--profile"] if args.profile else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # Ray puts the driver's working directory first on its workers' sys.path: run the sweep in the
+    # tree under test (PYTHONPATH), or the stand-in trials import this checkout's sweeps package.
+    found = importlib.util.find_spec("sweeps")
+    tree = Path(found.origin).parents[1] if found is not None and found.origin else HERE.parent
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tree)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
