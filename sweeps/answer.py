@@ -214,4 +214,4 @@ def _slim(session: SweepSession, best: TrialRow | None) -> str:
     size = f"sweep directory: {dir_size(session.sweep_dir) / 1e6:.0f} MB"
     if session.separate_storage:
         size += f", storage: {storage.tree_size(session.tune_storage) / 1e6:.0f} MB"
-    return f"{size}; {whole}{slimmed} other trials keep model weights, sample grids and eval outputs only"
+    return f"{size}; {whole}{slimmed} other trials keep model weights only (their sample grids and eval outputs are in MLflow)"

@@ -173,7 +173,12 @@ def run_evaluation(job: EvalJob, out_dir: Path | None = None) -> dict[str, float
                 # Its own noise, forked, so the validation numbers do not depend on whether outputs are written.
                 with fixed_noise(PRIOR_SEED + len(writer.rows), device):
                     prior = model(pair.pose, None, mode="sample").image
-                outputs = {"reconstruction": rec.image, "transfer": moved.image, "other_transfer": wrong, "prior": prior}
+                outputs = {
+                    "reconstruction": rec.image,
+                    "transfer": moved.image,
+                    "other_transfer": wrong,
+                    "prior": prior,
+                }
                 writer.add(pair, cross.appearance_image, outputs, {k: v[-1] for k, v in per_example.items()})
     model.train(was_training)
     if writer is not None:
