@@ -137,8 +137,8 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
     ]
     sheet = Image.open(cwd / "sweeps_out" / "smoke" / "contact_sheets" / "epoch_0002.png")
     tile = 32 * 3  # 32 px images enlarged 3x
-    # 3 inputs + 2 x (transfer, other) + 1 columns; a title row and a label row over 4 rows of tiles
-    assert sheet.size == (8 * (tile + PAD) + PAD, HEADER_H + 4 * (tile + PAD) + PAD)
+    # 3 inputs + 2 x (transfer, other) + 1 + 2 prior samples columns; a title row and a label row over 4 rows of tiles
+    assert sheet.size == (10 * (tile + PAD) + PAD, HEADER_H + 4 * (tile + PAD) + PAD)
     assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"]
     best_run = [k for k in kids if k.data.tags["ray_trial_id"] == parent.data.tags["best_trial_id"]]
     assert [k.info.run_id for k in best_run] == [parent.data.tags["best_run_id"]]  # never empty
@@ -160,7 +160,7 @@ def test_smoke_sweep_is_tracked_in_mlflow(smoke: tuple[Path, Any]) -> None:
         assert sorted(m.step for m in history) == [1, 2]
         assert {a.path for a in client.list_artifacts(run_id, "eval")} == {"eval/epoch_0001", "eval/epoch_0002"}
         eval_files = {Path(a.path).name for a in client.list_artifacts(run_id, "eval/epoch_0002")}
-        assert {"index.json", "losses.csv", "00000_transfer.png"} <= eval_files
+        assert {"index.json", "losses.csv", "00000_transfer.png", "00000_prior.png"} <= eval_files
         # As the README shows: eval outputs read back from MLflow's artifacts.
         local = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path="eval/epoch_0002", tracking_uri=client.tracking_uri
