@@ -24,6 +24,7 @@ through this module too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -112,7 +113,8 @@ def write_outputs(files: EpochFiles, record: str, fs: Any, trial_fs_path: str) -
         return size
     with tempfile.TemporaryDirectory(prefix="vunet-epoch-") as tmp:
         size = _build(files, record, Path(tmp) / "epoch")
-        if fs.get_file_info(target).type != pafs.FileType.NotFound:
+        # a re-run epoch's old folder; an object store may still list one the driver is removing
+        with contextlib.suppress(FileNotFoundError):
             fs.delete_dir(target)
         fs.create_dir(target, recursive=True)
         pafs.copy_files(f"{tmp}/epoch", target, destination_filesystem=fs)

@@ -214,6 +214,9 @@ def epoch_outputs(trial: Any, upto: int) -> Iterator[list[Path]]:
         return
     with tempfile.TemporaryDirectory(prefix="vunet-epochs-") as tmp:
         for n in names:
+            # An object store may still list a folder it has just deleted (an empty prefix): skip it.
+            if fs.get_file_info(f"{root}/{n}/{EPOCH_RECORD}").type != pafs.FileType.File:
+                continue
             (Path(tmp) / n).mkdir()
             pafs.copy_files(f"{root}/{n}", str(Path(tmp) / n), source_filesystem=fs)
         try:
