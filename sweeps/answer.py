@@ -12,9 +12,7 @@ answer's.
 from __future__ import annotations
 
 import json
-import math
 import shutil
-import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +87,7 @@ def _front(
     points = pareto.members
     if confirmation is not None:
         for c in [confirmation.baseline, *confirmation.candidates]:
-            stats = {o.name: _mean_std(confirmation.values(c, o.name)) for o in spec.objectives}
+            stats = {o.name: confirmation.stats(c, o.name) for o in spec.objectives}
             pareto.confirmed.append((c.label, stats))
         points = [c.row for c in confirmation.candidates]  # the confirmed front points
     entries.files += [front.write_csv(pareto, sweep_dir / "pareto.csv"), front.plot(pareto, sweep_dir / "pareto.png")]
@@ -103,11 +101,6 @@ def _front(
         path.write_text(render_config(trial_cfg(session.base_tree, row.sampled)))
         entries.folders.setdefault(front.FRONT_DIR, []).append(path)
     return pareto
-
-
-def _mean_std(values: dict[int, float]) -> tuple[float, float]:
-    xs = list(values.values())
-    return (statistics.fmean(xs) if xs else math.nan, statistics.stdev(xs) if len(xs) > 1 else math.nan)
 
 
 def _confirmation_outputs(sweep_dir: Path, confirmation: confirm.Confirmation, entries: _ParentEntries) -> None:

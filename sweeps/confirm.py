@@ -105,10 +105,18 @@ class Confirmation:
     def judged(self, c: Candidate, name: str) -> verdict.Verdict | None:
         return c.judged if name == self.spec.metric else c.others_judged.get(name)
 
+    def stats(self, c: Candidate, name: str) -> tuple[float, float]:
+        """Mean and std of `c`'s per-seed values of objective `name` (NaN where undefined)."""
+        values = list(self.values(c, name).values())
+        return (
+            statistics.fmean(values) if values else math.nan,
+            statistics.stdev(values) if len(values) > 1 else math.nan,
+        )
+
     def confirmed(self, c: Candidate) -> selection.Confirmed:
         """`c` as the selection rule sees it."""
         names = [o.name for o in self.spec.objectives] or [self.spec.metric]
-        means = {n: statistics.fmean(v.values()) if (v := self.values(c, n)) else math.nan for n in names}
+        means = {n: self.stats(c, n)[0] for n in names}
         verdicts = {n: j.word for n in names if (j := self.judged(c, n)) is not None}
         return selection.Confirmed(c.label, means, verdicts)
 
@@ -317,11 +325,9 @@ OTHER_COLUMNS = ("mean", "std", "delta", "delta_ci_low", "delta_ci_high", "margi
 
 
 def _other_cells(conf: Confirmation, c: Candidate, name: str) -> list[Any]:
-    values = list(conf.values(c, name).values())
     judged = conf.judged(c, name)
     return [
-        statistics.fmean(values) if values else math.nan,
-        statistics.stdev(values) if len(values) > 1 else math.nan,
+        *conf.stats(c, name),
         judged.delta if judged else math.nan,
         judged.ci[0] if judged else math.nan,
         judged.ci[1] if judged else math.nan,
@@ -404,13 +410,12 @@ def objective_table(conf: Confirmation) -> str:
     level = next((c.judged.level for c in conf.candidates if c.judged), verdict.LEVEL)
     head = ["candidate", "objective", "seeds", "mean", "std", "delta", "delta %", f"{level:.1%} CI", "verdict"]
     lines = []
+    base_means = conf.confirmed(conf.baseline).means
     for c in [conf.baseline, *conf.candidates]:
         for o in conf.spec.objectives:
-            values = list(conf.values(c, o.name).values())
-            mean = statistics.fmean(values) if values else math.nan
-            std = statistics.stdev(values) if len(values) > 1 else math.nan
+            mean, std = conf.stats(c, o.name)
             judged = conf.judged(c, o.name)
-            base = conf.confirmed(conf.baseline).means[o.name]
+            base = base_means[o.name]
             delta = judged.delta if judged else math.nan
             ci = f"[{judged.ci[0]:+.4g}, {judged.ci[1]:+.4g}]" if judged and math.isfinite(judged.ci[0]) else "-"
             word = _word(judged, conf.margins.get(o.name, math.nan), c.seeds_used) if c is not conf.baseline else "-"

@@ -53,68 +53,59 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all(a <= b) and np.any(a < b))
 
 
+def _dominance(points: np.ndarray) -> np.ndarray:
+    """(n, n) bool: [i, j] = point i dominates point j (the rule of :func:`dominates`, all pairs at once)."""
+    p = np.asarray(points, dtype=float)
+    nan = np.isnan(p).any(axis=1)
+    no_worse = np.all(p[:, None, :] <= p[None, :, :], axis=-1)
+    dom = np.asarray(no_worse & np.any(p[:, None, :] < p[None, :, :], axis=-1), dtype=bool)
+    dom[nan, :] = False
+    dom[np.ix_(~nan, nan)] = True
+    np.fill_diagonal(dom, False)
+    return dom
+
+
 def fronts(points: np.ndarray) -> list[list[int]]:
-    """Indices of `points` (n, m) by non-dominated front, front 0 first (fast non-dominated sort)."""
-    n = len(points)
-    beaten_by = [0] * n  # how many points dominate i
-    beats: list[list[int]] = [[] for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            if dominates(points[i], points[j]):
-                beats[i].append(j)
-                beaten_by[j] += 1
-            elif dominates(points[j], points[i]):
-                beats[j].append(i)
-                beaten_by[i] += 1
+    """Indices of `points` (n, m) by non-dominated front, front 0 first, each in index order."""
+    dom = _dominance(points)
+    beaten_by = dom.sum(axis=0)  # how many points dominate each one
+    left = np.ones(len(dom), dtype=bool)
     out: list[list[int]] = []
-    current = [i for i in range(n) if beaten_by[i] == 0]
-    while current:
-        out.append(current)
-        following = []
-        for i in current:
-            for j in beats[i]:
-                beaten_by[j] -= 1
-                if beaten_by[j] == 0:
-                    following.append(j)
-        current = sorted(following)
+    while left.any():
+        current = np.flatnonzero(left & (beaten_by == 0))
+        out.append(current.tolist())
+        left[current] = False
+        beaten_by = beaten_by - dom[current].sum(axis=0)
     return out
 
 
 def _ranks(points: np.ndarray) -> np.ndarray:
     """Each column's values as ranks scaled to [0, 1] (ties share their mean rank; NaN last)."""
-    n, m = points.shape
-    out = np.zeros((n, m))
-    for k in range(m):
-        col = np.where(np.isnan(points[:, k]), np.inf, points[:, k])
-        order = np.argsort(col, kind="stable")
-        ranks = np.empty(n)
-        ranks[order] = np.arange(n, dtype=float)
-        for value in np.unique(col):  # ties share their mean rank
-            same = col == value
-            ranks[same] = ranks[same].mean()
-        out[:, k] = ranks / max(1, n - 1)
-    return out
+    from scipy.stats import rankdata
+
+    col = np.where(np.isnan(points), np.inf, points)
+    return (rankdata(col, method="average", axis=0) - 1) / max(1, len(points) - 1)
 
 
 def spread_order(points: np.ndarray, members: Sequence[int]) -> list[int]:
     """`members` (indices into `points`) as an epsilon-net: best on the first objective first,
     then each time the one farthest (on ranks over all `points`) from those already taken;
     ties go to the better first objective, then the lower index."""
-    left = list(members)
-    if not left:
+    left = np.array(list(members), dtype=int)
+    if left.size == 0:
         return []
     ranks = _ranks(points)
     primary = np.where(np.isnan(points[:, 0]), np.inf, points[:, 0])
-    first = min(left, key=lambda i: (primary[i], i))
+    first = int(left[np.lexsort((left, primary[left]))[0]])
     order = [first]
-    left.remove(first)
-    nearest = {i: float(np.linalg.norm(ranks[i] - ranks[first])) for i in left}
-    while left:
-        pick = max(left, key=lambda i: (nearest[i], -primary[i], -i))
+    left = left[left != first]
+    nearest = np.linalg.norm(ranks[left] - ranks[first], axis=1)
+    while left.size:
+        k = np.lexsort((left, primary[left], -nearest))[0]  # farthest, then better primary, then lower index
+        pick = int(left[k])
         order.append(pick)
-        left.remove(pick)
-        for i in left:
-            nearest[i] = min(nearest[i], float(np.linalg.norm(ranks[i] - ranks[pick])))
+        left, nearest = np.delete(left, k), np.delete(nearest, k)
+        nearest = np.minimum(nearest, np.linalg.norm(ranks[left] - ranks[pick], axis=1))
     return order
 
 
@@ -173,12 +164,10 @@ def _hv3(pts: np.ndarray, ref: np.ndarray) -> float:
     return float(volume)
 
 
-def reference_point(points: np.ndarray, baseline: np.ndarray | None = None) -> np.ndarray:
+def reference_point(points: np.ndarray) -> np.ndarray:
     """A reference point for comparable hypervolumes: per objective, the worst finite value among
-    `points` (and the baseline), moved out by 10 % of the range (or of the value, for no range)."""
+    `points`, moved out by 10 % of the range (or of the value, for no range)."""
     rows = [p for p in np.asarray(points, dtype=float) if np.isfinite(p).all()]
-    if baseline is not None and np.isfinite(baseline).all():
-        rows.append(np.asarray(baseline, dtype=float))
     if not rows:
         return np.full(points.shape[1] if points.ndim == 2 else 1, math.nan)
     arr = np.vstack(rows)

@@ -141,10 +141,14 @@ class ParetoHalving(SuccessiveHalving):
             if epoch < rung or trial_id in recorded:
                 continue
             recorded[trial_id] = point
+            quota = math.ceil(len(recorded) / self.reduction_factor)
+            # Every point dominating it ranks before it: when they fill the quota, no ranking is needed.
+            if sum(pareto.dominates(v, point) for v in recorded.values()) >= quota:
+                return True
             ids = list(recorded)
             order = pareto.ranking(np.vstack([recorded[i] for i in ids]))
             position = order.index(ids.index(trial_id))
-            return position >= math.ceil(len(ids) / self.reduction_factor)
+            return position >= quota
         return False
 
     def debug_string(self) -> str:
