@@ -85,6 +85,8 @@ def _start_ray(address: str | None, num_cpus: int | None, storage: Storage) -> N
     # Tune's experiment state (what --resume restores after a crash) at most 1 s old, so it never
     # names a checkpoint older than the two each trial keeps (epochs take seconds or more).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Tune's CSV and TensorBoard trial loggers duplicate MLflow; tuner.with_loggers keeps the JSON one.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # A trial's worker is reused for the next trial (reuse_actors) once its training function has
     # returned; Ray waits 2 s for that, and a finished trial's clean-up on a busy machine took
     # longer: the next trial then crashed with "reset_config() ... return True". Wait longer.

@@ -54,6 +54,12 @@ class Outbox:
         numbers = [int(p.name[:8]) for p in self.dir.iterdir() if p.name[:8].isdigit()]
         self._seq = max(numbers, default=0)
         self._attempts: dict[str, int] = {}
+        self._artifact_dirs: dict[str, Path | None] = {}  # run id -> local artifact folder
+        # Calls that may have been carried out already: one that failed here, and the oldest left
+        # by an earlier driver (the one it was sending when it stopped). Only these are checked
+        # against the store before they are sent (the check lists every image of the run).
+        self._again: set[str] = {p.name for p in self.pending()[:1]}
+        self._sending_again = False
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
@@ -160,6 +166,7 @@ class Outbox:
             try:
                 self.send(queue[0])
             except Exception as exc:  # noqa: BLE001 - the server is down or flaky: retry later
+                self._again.add(queue[0].name)
                 if not _is_network_error(exc):
                     # Not the server being away: a call that keeps failing would block the queue forever.
                     name = queue[0].name
@@ -181,6 +188,7 @@ class Outbox:
     def send(self, path: Path) -> None:
         """Perform one queued call, then remove it (and its files)."""
         item = json.loads(path.read_text())
+        self._sending_again = path.name in self._again
         try:
             self._perform(item["op"], item["key"], item["args"], item["files"])
         except MlflowException as exc:
@@ -189,6 +197,7 @@ class Outbox:
             self._refuse(path, exc)
             return
         self._remove(path)
+        self._again.discard(path.name)
 
     def _refuse(self, path: Path, exc: Exception) -> None:
         """Drop a call the store keeps refusing; it is listed in `refused.log`."""
@@ -218,7 +227,7 @@ class Outbox:
             "log_batch": self._log_batch,
             "log_image": self._log_image,
             "log_artifact": lambda run_id, a, f: self.client.log_artifact(run_id, f["file"], a.get("artifact_path")),
-            "log_artifacts": lambda run_id, a, f: self.client.log_artifacts(run_id, f["dir"], a.get("artifact_path")),
+            "log_artifacts": self._log_artifacts,
             "log_text": lambda run_id, a, f: self.client.log_text(run_id, a["text"], a["artifact_file"]),
             "set_status": self._set_status,
         }
@@ -245,12 +254,44 @@ class Outbox:
             tags=[RunTag(k, v) for k, v in args.get("tags", [])],
         )
 
+    def _log_artifacts(self, run_id: str, args: dict[str, Any], files: dict[str, str]) -> None:
+        """A folder of artifacts. On a local artifact store it is moved into place (one rename:
+        the folder is the outbox's own copy, and an epoch's eval outputs are ~1000 files that
+        `log_artifacts` would copy one by one and the outbox would then delete); elsewhere, or
+        across filesystems, it is uploaded."""
+        src, artifact_path = Path(files["dir"]), args.get("artifact_path")
+        local = self._local_artifacts(run_id)
+        if local is None or not artifact_path:
+            self.client.log_artifacts(run_id, str(src), artifact_path)
+            return
+        dst = local / artifact_path
+        if not src.is_dir():
+            return  # moved by a send that was interrupted before the call was removed
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(dst, ignore_errors=True)  # a call sent again replaces what it moved before
+        try:
+            os.rename(src, dst)
+        except OSError:  # another filesystem (EXDEV) or a store that refuses renames: copy
+            self.client.log_artifacts(run_id, str(src), artifact_path)
+
+    def _local_artifacts(self, run_id: str) -> Path | None:
+        """The run's artifact folder when the artifact store is a local path, else None."""
+        if run_id not in self._artifact_dirs:
+            from urllib.parse import urlparse
+
+            from mlflow.utils.file_utils import local_file_uri_to_path
+
+            uri = self.client.get_run(run_id).info.artifact_uri
+            local = urlparse(uri).scheme in ("", "file")
+            self._artifact_dirs[run_id] = Path(local_file_uri_to_path(uri)) if local else None
+        return self._artifact_dirs[run_id]
+
     def _log_image(self, run_id: str, args: dict[str, Any], files: dict[str, str]) -> None:
         from PIL import Image
 
         # A call the server handled just before it went down is sent again: skip a step already there.
         prefix = f"images/{args['image_key']}+step+{args['step']}+"
-        if any(a.path.startswith(prefix) for a in self.client.list_artifacts(run_id, "images")):
+        if self._sending_again and any(a.path.startswith(prefix) for a in self.client.list_artifacts(run_id, "images")):
             return
         with Image.open(files["image"]) as img:
             self.client.log_image(run_id, img.convert("RGB"), key=args["image_key"], step=args["step"])

@@ -89,7 +89,7 @@ def run_config(
         # Two, not one: after kill -9, Tune's last saved state may name the checkpoint before the
         # newest (state is saved every second, see driver._start_ray); it must still exist.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=callbacks,
+        callbacks=with_loggers(callbacks),
         # Tune's status tables only with --verbose; sweeps.progress prints the sweep's own table.
         progress_reporter=reporter(spec) if console.verbose() else None,
         verbose=1 if console.verbose() else 0,
@@ -161,8 +161,19 @@ def restored_tuner(session: SweepSession, callbacks: list[tune.Callback], name: 
     # public way to (ray-project/ray#41364, open): the restored run config is reached privately.
     restored = tuner._local_tuner.get_run_config()  # type: ignore[union-attr]  # noqa: SLF001 - see above
     fresh = run_config(spec, session.tune_storage, callbacks, name)
-    restored.callbacks, restored.progress_reporter, restored.verbose = callbacks, fresh.progress_reporter, fresh.verbose
+    restored.callbacks, restored.progress_reporter = fresh.callbacks, fresh.progress_reporter
+    restored.verbose = fresh.verbose
     return tuner
+
+
+def with_loggers(callbacks: list[tune.Callback]) -> list[tune.Callback]:
+    """Tune's per-trial loggers: result.json only (it names a trial folder's trial id, see
+    sweeps.storage). The CSV and TensorBoard loggers Tune adds by default are off (driver._start_ray
+    sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS): MLflow holds every metric, and they cost the driver
+    a file write per report and a TensorBoard writer thread per trial."""
+    from ray.tune.logger import JsonLoggerCallback
+
+    return [*callbacks, JsonLoggerCallback()]
 
 
 def can_resume(storage: Storage, name: str = TUNE_DIR_NAME) -> bool:

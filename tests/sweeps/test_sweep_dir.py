@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import time
@@ -135,6 +136,58 @@ def test_outbox_keeps_calls_on_disk_while_the_server_is_down_and_sends_them_late
     again.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
     assert again.flush(timeout_s=30) == 0 and again.runs["t1"] == run.info.run_id
     assert len(client.search_runs([exp])) == 1
+
+
+def test_outbox_moves_a_folder_into_a_local_artifact_store_and_a_resend_is_harmless(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = open_store(uri)
+    exp = client.create_experiment("x", artifact_location=(tmp_path / "artifacts").as_uri())
+    box = Outbox(tmp_path / "sweep", uri, exp)
+    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    box.send(box.pending()[0])
+    for epoch in (1, 2):
+        folder = tmp_path / f"eval{epoch}"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "index.json").write_text(f"[{epoch}]")
+        (folder / "sub" / "0.png").write_bytes(bytes([epoch]) * 10)
+        box.put("log_artifacts", "t1", files={"dir": folder}, move=True, artifact_path=f"eval/epoch_{epoch:04d}")
+        assert not folder.exists()  # the driver hands the folder over, no copy
+    first = box.pending()[0]
+    queued = Path(json.loads(first.read_text())["files"]["dir"])
+    box._perform("log_artifacts", "t1", {"artifact_path": "eval/epoch_0001"}, {"dir": str(queued)})  # noqa: SLF001 - a call carried out but not removed (killed in between)
+    assert not queued.exists()  # moved, not copied; the call is still queued (as if killed here)
+    box.start()
+    assert box.flush(timeout_s=30) == 0  # sent again: nothing left to move, nothing lost
+    run_id = box.runs["t1"]
+    for epoch in (1, 2):
+        path = f"eval/epoch_{epoch:04d}"
+        assert {a.path for a in client.list_artifacts(run_id, path)} == {f"{path}/index.json", f"{path}/sub"}
+        local = Path(client.download_artifacts(run_id, f"{path}/sub/0.png", str(tmp_path / f"dl{epoch}")))
+        assert local.read_bytes() == bytes([epoch]) * 10
+    assert not list((tmp_path / "sweep" / "mlflow_outbox").glob("*.files"))
+
+
+def test_an_image_call_the_store_took_before_the_driver_stopped_is_logged_once(tmp_path: Path) -> None:
+    from PIL import Image
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = open_store(uri)
+    exp = client.create_experiment("x")
+    image = tmp_path / "grid.png"
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(image)
+    box = Outbox(tmp_path / "sweep", uri, exp)
+    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    box.send(box.pending()[0])
+    for step in (1, 2):
+        box.put("log_image", "t1", files={"image": image}, image_key="samples", step=step)
+    head = box.pending()[0]
+    item = json.loads(head.read_text())
+    box._perform(item["op"], item["key"], item["args"], item["files"])  # noqa: SLF001 - carried out; the driver dies before removing it
+    restarted = Outbox(tmp_path / "sweep", uri, exp)
+    restarted.start()
+    assert restarted.flush(timeout_s=30) == 0
+    names = [a.path for a in client.list_artifacts(restarted.runs["t1"], "images") if a.path.endswith(".png")]
+    assert sorted(n.split("+")[2] for n in names) == ["1", "2"]  # each step once
 
 
 def test_outbox_hands_out_a_queued_runs_id_once_it_is_created(tmp_path: Path) -> None:
