@@ -30,6 +30,7 @@ for the largest N.
     python benchmarks/driver_scale.py --quick                 # < 5 min on 2 cores
     python benchmarks/driver_scale.py --concurrent 8,32,128,256 --trials 2000 --epoch-s 20
     python benchmarks/driver_scale.py --quick --profile       # + cProfile of the driver (top 30)
+    python benchmarks/driver_scale.py --concurrent 32 --trials 2000 --epochs 2 --epoch-s 1 --eval-pairs 4  # final report
     PYTHONPATH=/tmp/main_before python benchmarks/driver_scale.py --quick   # another tree
 """
 
@@ -86,8 +87,8 @@ baseline: true
 # ---------------------------------------------------------------------------- the stand-in trial (Ray worker)
 
 
-def make_template(root: Path) -> Path:
-    """Files of a real epoch's sizes: samples.png and eval/ (index.json, losses.csv, 960 PNGs)."""
+def make_template(root: Path, pairs: int = EVAL_PAIRS) -> Path:
+    """Files of a real epoch's sizes: samples.png and eval/ (index.json, losses.csv, `pairs` x 8 PNGs)."""
     import numpy as np
     from PIL import Image
 
@@ -95,7 +96,7 @@ def make_template(root: Path) -> Path:
     eval_dir = root / "eval"
     eval_dir.mkdir(parents=True)
     rows = []
-    for n in range(EVAL_PAIRS):
+    for n in range(pairs):
         row: dict[str, Any] = {"key": f"p{n:03d}/01->p{n:03d}/00"}
         for kind in EVAL_KINDS:
             # smooth noise: ~1.5 KB per 32 px PNG, as the real outputs
@@ -230,7 +231,7 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    template = make_template(work / "template")
+    template = make_template(work / "template", args.eval_pairs)
     bytes_log = work / "bytes.log"
     workers = min(args.n, args.max_workers)
     epoch_s = args.epoch_s * workers / args.n
@@ -357,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epoch-s", type=float, default=20.0, help="seconds between a trial's reports")
     p.add_argument("--max-workers", type=int, default=32, help="most trial processes at once (above: emulated)")
     p.add_argument("--state-mb", type=float, default=1.0, help="size of the stand-in's model state file")
+    p.add_argument(
+        "--eval-pairs", type=int, default=EVAL_PAIRS, help="validation pairs in the eval outputs (x 8 images each)"
+    )
     p.add_argument("--storage", default="", help="passed to the sweep as --storage")
     p.add_argument("--confirm", default="", help="the sweep's `confirm` setting (default: absent, i.e. on)")
     p.add_argument("--quick", action="store_true", help="N = 8, 32 (emulating 128), few trials: < 5 min")
@@ -388,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
 def _child(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--one", str(n), "--work", str(work.resolve()), "--trials", str(args.trials)]
     cmd += ["--epochs", str(args.epochs), "--epoch-s", str(args.epoch_s), "--max-workers", str(args.max_workers)]
-    cmd += ["--state-mb", str(args.state_mb)] + (["--storage", args.storage] if args.storage else [])
+    cmd += ["--state-mb", str(args.state_mb), "--eval-pairs", str(args.eval_pairs)] + (
+        ["--storage", args.storage] if args.storage else []
+    )
     cmd += ["--confirm", args.confirm] if args.confirm else []
     cmd += ["--profile"] if args.profile else []
     # Ray puts the driver's working directory first on its workers' sys.path: run the sweep in the
