@@ -44,6 +44,8 @@ from vunet_core import config_from_tree, prepare_data, render_config
 PATH_KEYS = ("data/root", "data/cache_dir", "losses/perceptual/vgg_weights")
 FLUSH_AT_END_S = 30.0
 THREAD_TIMEOUT_ENV = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Ray in each trial worker
+STATE_PERIOD_ENV = "TUNE_GLOBAL_CHECKPOINT_S"  # read by Tune when a stage starts
+USER_STATE_PERIOD = STATE_PERIOD_ENV in os.environ  # set by the user: kept
 log = logging.getLogger(__name__)
 
 
@@ -75,16 +77,24 @@ def preflight(spec: SweepSpec, cwd: Path, uri: str, storage: Storage | None = No
     return base_tree
 
 
-def _start_ray(address: str | None, num_cpus: int | None, storage: Storage) -> None:
+def state_period_s(trials: int) -> float:
+    """Seconds between saves of Tune's experiment state (what --resume restores after kill -9):
+    1 s up to 100 trials, trials / 100 s beyond (at most 10 s). A save lists every trial (~0.1 ms
+    each): a fixed 1 s period would cost a quarter of a core at 2000 trials; this keeps it near
+    1 %. Between saves Tune also saves as soon as a trial has written 2 checkpoints (`num_to_keep`)
+    since the last one, so the saved state names a checkpoint the trial still keeps."""
+    return min(10.0, max(1.0, trials / 100))
+
+
+def _start_ray(address: str | None, num_cpus: int | None, storage: Storage, trials: int) -> None:
     import ray
 
     # The classic reporter honours our columns; Tune's newer output also breaks on a restored second stage.
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     # Tiny trials checkpoint every few seconds; Tune's "snapshotting too often" warning is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Tune's experiment state (what --resume restores after a crash) at most 1 s old, so it never
-    # names a checkpoint older than the two each trial keeps (epochs take seconds or more).
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    if not USER_STATE_PERIOD:
+        os.environ[STATE_PERIOD_ENV] = f"{state_period_s(trials):g}"
     # Tune's CSV and TensorBoard trial loggers duplicate MLflow; tuner.with_loggers keeps the JSON one.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     # A trial's worker is reused for the next trial (reuse_actors) once its training function has
@@ -270,7 +280,7 @@ def _fit(
 
     spec, storage = session.spec, session.tune_storage
     try:
-        _start_ray(options.address, options.num_cpus, storage)
+        _start_ray(options.address, options.num_cpus, storage, spec.num_samples)
         interrupts.install()
         make = restored_tuner if options.resume and can_resume(storage) else new_tuner
         results = _run_stage(session, "search", make(session, callbacks), interrupts)

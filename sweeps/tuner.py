@@ -87,7 +87,7 @@ def run_config(
         storage_filesystem=storage.fs if storage.remote else None,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
         # Two, not one: after kill -9, Tune's last saved state may name the checkpoint before the
-        # newest (state is saved every second, see driver._start_ray); it must still exist.
+        # newest (see driver.state_period_s); it must still exist.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         callbacks=with_loggers(callbacks),
         # Tune's status tables only with --verbose; sweeps.progress prints the sweep's own table.
