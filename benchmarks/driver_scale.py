@@ -21,7 +21,8 @@ every S * W / N seconds (the same reports per second into the driver; what grows
 of trials *running at once* inside Tune is then under-measured). Each line says which it ran.
 
 Per N it prints: driver CPU ms per report (the driver process's CPU over the stage, all its
-threads, divided by the reports), reports/s sustained, the outbox's lag (most calls queued,
+threads, divided by the reports; of it, "main": Tune's event loop thread with our callbacks,
+Optuna and the scheduler, and "outbox": the MLflow sender thread), reports/s sustained, the outbox's lag (most calls queued,
 oldest queued call's age), how long the final report took, the driver's peak RSS, the sizes of
 optuna.db and mlflow.db, Ray's `process_trial_save` warnings in sweep.log, and the bytes per
 trial-epoch. The last line is ``driver_cpu_ms_per_report=<x> outbox_lag_s=<y> concurrent=<n>``
@@ -285,6 +286,7 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
     argv += ["--storage", args.storage] if args.storage else []
     code = _profiled(lambda: main(argv), args.profile, work)
     lag.stop.set()
+    outbox_cpu, outbox_sent = (lag.outbox.send_cpu_s, lag.outbox.sent) if lag.outbox is not None else (0.0, 0)
     sweep_dir = next((work / "out").iterdir())
     fit_cpu, fit_wall = spans["_run_stage"]["cpu"], spans["_run_stage"]["wall"]
     written = (
@@ -296,7 +298,10 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
     log_text = (sweep_dir / "sweep.log").read_text() if (sweep_dir / "sweep.log").exists() else ""
     return {
         "n": args.n, "workers": workers, "epoch_s": round(epoch_s, 3), "exit": code, "reports": reports[0],
-        "cpu_ms_per_report": 1000 * fit_cpu / max(1, reports[0]), "reports_per_s": reports[0] / max(fit_wall, 1e-9),
+        "cpu_ms_per_report": 1000 * fit_cpu / max(1, reports[0]),
+        "main_ms_per_report": 1000 * spans["_run_stage"]["thread"] / max(1, reports[0]),
+        "outbox_ms_per_report": 1000 * outbox_cpu / max(1, reports[0]),
+        "outbox_ms_per_call": 1000 * outbox_cpu / max(1, outbox_sent), "reports_per_s": reports[0] / max(fit_wall, 1e-9),
         "fit_wall_s": fit_wall, "outbox_max_queued": lag.max_queued, "outbox_lag_s": lag.max_age_s,
         "final_report_s": spans["close_finished"]["wall"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -308,17 +313,18 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _timed(module: Any, name: str) -> dict[str, float]:
-    """Wrap module.name to add up its wall and process CPU seconds (all threads)."""
-    span = {"wall": 0.0, "cpu": 0.0}
+    """Wrap module.name to add up its wall, process CPU (all threads) and calling thread's CPU seconds."""
+    span = {"wall": 0.0, "cpu": 0.0, "thread": 0.0}
     fn = getattr(module, name)
 
     def wrapper(*a: Any, **kw: Any) -> Any:
-        w, c = time.perf_counter(), time.process_time()
+        w, c, t = time.perf_counter(), time.process_time(), time.thread_time()
         try:
             return fn(*a, **kw)
         finally:
             span["wall"] += time.perf_counter() - w
             span["cpu"] += time.process_time() - c
+            span["thread"] += time.thread_time() - t
 
     setattr(module, name, wrapper)
     return span
@@ -411,7 +417,7 @@ def _child(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'N':>5} {'ran':>9} {'reports':>7} {'cpu ms/rep':>10} {'rep/s':>6} {'queued':>6} {'lag s':>6} "
+        f"{'N':>5} {'ran':>9} {'reports':>7} {'cpu ms/rep':>10} {'main':>5} {'outbox':>6} {'rep/s':>6} {'queued':>6} {'lag s':>6} "
         f"{'final s':>7} {'rss MB':>6} {'optuna MB':>9} {'mlflow MB':>9} {'save warn':>9} "
         f"{'MB/trial-epoch (real state)':>27} {'states/epoch':>12}"
     )
@@ -419,7 +425,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         ran = f"{r['workers']}x{r['epoch_s']:g}s"
         print(
-            f"{r['n']:>5} {ran:>9} {r['reports']:>7} {r['cpu_ms_per_report']:>10.1f} {r['reports_per_s']:>6.2f} "
+            f"{r['n']:>5} {ran:>9} {r['reports']:>7} {r['cpu_ms_per_report']:>10.1f} "
+            f"{r.get('main_ms_per_report', 0):>5.0f} {r.get('outbox_ms_per_report', 0):>6.0f} {r['reports_per_s']:>6.2f} "
             f"{r['outbox_max_queued']:>6} {r['outbox_lag_s']:>6.1f} {r['final_report_s']:>7.1f} "
             f"{r['peak_rss_mb']:>6.0f} {r['optuna_db_mb']:>9.2f} {r['mlflow_db_mb']:>9.2f} {r['save_warnings']:>9} "
             f"{r['bytes_per_trial_epoch'] / 1e6:>8.2f} ({r['bytes_per_trial_epoch_real_state'] / 1e6:>7.1f}) "

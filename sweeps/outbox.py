@@ -50,6 +50,7 @@ class Outbox:
         self.runs: dict[str, str] = _read_json(self.dir / RUNS_FILE)
         self.dropped = 0
         self.longest_wait_s = 0.0
+        self.sent, self.send_cpu_s = 0, 0.0  # calls sent and the sender thread's CPU time for them
         # Numbers continue after every entry, including file folders a crash left behind.
         numbers = [int(p.name[:8]) for p in self.dir.iterdir() if p.name[:8].isdigit()]
         self._seq = max(numbers, default=0)
@@ -60,6 +61,8 @@ class Outbox:
         # against the store before they are sent (the check lists every image of the run).
         self._again: set[str] = {p.name for p in self.pending()[:1]}
         self._sending_again = False
+        self._backoff = 0.5  # the sender's wait before it retries, and since when calls fail
+        self._failing_since: float | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
@@ -153,37 +156,46 @@ class Outbox:
         return len(self.pending())
 
     def _loop(self) -> None:
-        backoff = 0.5
-        failing_since: float | None = None
+        self._backoff, self._failing_since = 0.5, None
         while True:
             with self._wake:
                 if self._stop:
                     return
-                queue = self.pending()
+                queue = self.pending()  # listed once per batch: calls queued meanwhile come after it
                 if not queue:
                     self._wake.wait(timeout=1.0)
                     continue
-            try:
-                self.send(queue[0])
-            except Exception as exc:  # noqa: BLE001 - the server is down or flaky: retry later
-                self._again.add(queue[0].name)
-                if not _is_network_error(exc):
-                    # Not the server being away: a call that keeps failing would block the queue forever.
-                    name = queue[0].name
-                    self._attempts[name] = self._attempts.get(name, 0) + 1
-                    if self._attempts[name] >= MAX_ATTEMPTS:
-                        self._refuse(queue[0], exc)
-                        continue
-                failing_since = failing_since or time.monotonic()
-                log.debug("MLflow call %s failed (%s); retrying", queue[0].name, exc)
-                with self._wake:
-                    if not self._stop:
-                        self._wake.wait(timeout=backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if failing_since is not None:
-                self.longest_wait_s = max(self.longest_wait_s, time.monotonic() - failing_since)
-            failing_since, backoff = None, 0.5
+            for path in queue:
+                if self._stop or not self._try(path):
+                    break
+
+    def _try(self, path: Path) -> bool:
+        """Send one call; False when it must be retried (after a back-off wait)."""
+        began = time.thread_time()
+        try:
+            self.send(path)
+            self.sent += 1
+        except Exception as exc:  # noqa: BLE001 - the server is down or flaky: retry later
+            self._again.add(path.name)
+            if not _is_network_error(exc):
+                # Not the server being away: a call that keeps failing would block the queue forever.
+                self._attempts[path.name] = self._attempts.get(path.name, 0) + 1
+                if self._attempts[path.name] >= MAX_ATTEMPTS:
+                    self._refuse(path, exc)
+                    return True
+            self._failing_since = self._failing_since or time.monotonic()
+            log.debug("MLflow call %s failed (%s); retrying", path.name, exc)
+            with self._wake:
+                if not self._stop:
+                    self._wake.wait(timeout=self._backoff)
+            self._backoff = min(self._backoff * 2, 5.0)
+            return False
+        finally:
+            self.send_cpu_s += time.thread_time() - began
+        if self._failing_since is not None:
+            self.longest_wait_s = max(self.longest_wait_s, time.monotonic() - self._failing_since)
+        self._failing_since, self._backoff = None, 0.5
+        return True
 
     def send(self, path: Path) -> None:
         """Perform one queued call, then remove it (and its files)."""
