@@ -21,8 +21,9 @@ every S * W / N seconds (the same reports per second into the driver; what grows
 of trials *running at once* inside Tune is then under-measured). Each line says which it ran.
 
 Per N it prints: driver CPU ms per report (the driver process's CPU over the stage, all its
-threads, divided by the reports; of it, "main": Tune's event loop thread with our callbacks,
-Optuna and the scheduler, and "outbox": the MLflow sender thread), reports/s sustained, the outbox's lag (most calls queued,
+threads, divided by the reports; of it, "main": Tune's event-loop thread with our callbacks,
+Optuna and the scheduler), "outbox": the CPU ms per report of the MLflow sender, a process of its
+own (not in the driver's figure), reports/s sustained, the outbox's lag (most calls queued,
 oldest queued call's age), how long the final report took, the driver's peak RSS, the sizes of
 optuna.db and mlflow.db, Ray's `process_trial_save` warnings in sweep.log, and the bytes per
 trial-epoch. The last line is ``driver_cpu_ms_per_report=<x> outbox_lag_s=<y> concurrent=<n>``
@@ -196,11 +197,14 @@ def _report_legacy(epoch: int, step: int, metrics: dict[str, Any], *files: Path)
 
 
 class Lag:
-    """Samples the outbox every 0.5 s: calls queued and the oldest queued call's age."""
+    """Samples the outbox every 0.5 s: calls queued and the oldest queued call's age, once the sender
+    process runs (before: how long the first calls waited for it to start)."""
 
     def __init__(self) -> None:
         self.outbox: Any = None
         self.max_queued, self.max_age_s, self.samples = 0, 0.0, 0
+        self.up, self.start_lag_s = False, 0.0
+        self.series: list[tuple[float, int, float]] = []  # (time, calls queued, oldest call's age)
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -212,8 +216,13 @@ class Lag:
                 age = time.time() - pending[0].stat().st_mtime if pending else 0.0
             except OSError:  # the oldest call was sent while we looked
                 continue
-            self.max_queued, self.max_age_s = max(self.max_queued, len(pending)), max(self.max_age_s, age)
+            self.up = self.up or not pending  # the sender has drained the queue once: it runs
+            if self.up:
+                self.max_queued, self.max_age_s = max(self.max_queued, len(pending)), max(self.max_age_s, age)
+            else:  # the first calls wait for the sender process to start (it imports MLflow)
+                self.start_lag_s = max(self.start_lag_s, age)
             self.samples += 1
+            self.series.append((time.monotonic(), len(pending), age))
 
 
 def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
@@ -286,6 +295,9 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
     argv += ["--storage", args.storage] if args.storage else []
     code = _profiled(lambda: main(argv), args.profile, work)
     lag.stop.set()
+    start = lag.series[0][0] if lag.series else 0.0
+    lines = [f"{t - start:.1f},{q},{a:.2f}" for t, q, a in lag.series]
+    (work / "outbox_lag.csv").write_text("\n".join(["s,queued,oldest_age_s", *lines]) + "\n")
     outbox_cpu, outbox_sent = (lag.outbox.send_cpu_s, lag.outbox.sent) if lag.outbox is not None else (0.0, 0)
     sweep_dir = next((work / "out").iterdir())
     fit_cpu, fit_wall = spans["_run_stage"]["cpu"], spans["_run_stage"]["wall"]
@@ -303,6 +315,7 @@ def one_sweep(args: argparse.Namespace) -> dict[str, Any]:
         "outbox_ms_per_report": 1000 * outbox_cpu / max(1, reports[0]),
         "outbox_ms_per_call": 1000 * outbox_cpu / max(1, outbox_sent), "reports_per_s": reports[0] / max(fit_wall, 1e-9),
         "fit_wall_s": fit_wall, "outbox_max_queued": lag.max_queued, "outbox_lag_s": lag.max_age_s,
+        "outbox_start_s": lag.start_lag_s,
         "final_report_s": spans["close_finished"]["wall"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "optuna_db_mb": _size(sweep_dir / "optuna.db") / 1e6, "mlflow_db_mb": _size(work / "mlflow.db") / 1e6,
@@ -417,7 +430,8 @@ def _child(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]]) -> None:
     head = (
-        f"{'N':>5} {'ran':>9} {'reports':>7} {'cpu ms/rep':>10} {'main':>5} {'outbox':>6} {'rep/s':>6} {'queued':>6} {'lag s':>6} "
+        f"{'N':>5} {'ran':>9} {'reports':>7} {'cpu ms/rep':>10} {'main':>5} {'outbox':>6} {'rep/s':>6} "
+        f"{'queued':>6} {'lag s':>6} {'start s':>7} "
         f"{'final s':>7} {'rss MB':>6} {'optuna MB':>9} {'mlflow MB':>9} {'save warn':>9} "
         f"{'MB/trial-epoch (real state)':>27} {'states/epoch':>12}"
     )
@@ -427,7 +441,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['n']:>5} {ran:>9} {r['reports']:>7} {r['cpu_ms_per_report']:>10.1f} "
             f"{r.get('main_ms_per_report', 0):>5.0f} {r.get('outbox_ms_per_report', 0):>6.0f} {r['reports_per_s']:>6.2f} "
-            f"{r['outbox_max_queued']:>6} {r['outbox_lag_s']:>6.1f} {r['final_report_s']:>7.1f} "
+            f"{r['outbox_max_queued']:>6} {r['outbox_lag_s']:>6.1f} {r.get('outbox_start_s', 0):>7.1f} "
+            f"{r['final_report_s']:>7.1f} "
             f"{r['peak_rss_mb']:>6.0f} {r['optuna_db_mb']:>9.2f} {r['mlflow_db_mb']:>9.2f} {r['save_warnings']:>9} "
             f"{r['bytes_per_trial_epoch'] / 1e6:>8.2f} ({r['bytes_per_trial_epoch_real_state'] / 1e6:>7.1f}) "
             f"{r['states_per_trial_epoch']:>12.2f}"

@@ -28,7 +28,7 @@ from sweeps.answer import close_finished
 from sweeps.files import ANSWER_FILES
 from sweeps.interrupt import Interrupts
 from sweeps.mlflow_trials import MlflowTrials
-from sweeps.outbox import Outbox
+from sweeps.outbox import REFUSED_LOG, Outbox
 from sweeps.progress import ProgressLines
 from sweeps.report import SweepReport, build_report
 from sweeps.searcher import fail_running_trials
@@ -328,7 +328,7 @@ def _flush(session: SweepSession, outbox: Outbox, code: int) -> int:
             f"MLflow: the tracking server was unreachable for up to {outbox.longest_wait_s:.0f} s; all calls sent since"
         )
     if outbox.dropped:
-        print(f"MLflow refused {outbox.dropped} calls (see the log above)")
+        print(f"MLflow refused {outbox.dropped} calls (listed in {outbox.dir / REFUSED_LOG})")
     if left:
         print(
             f"MLflow: {left} calls could not be sent yet (tracking server unreachable); they are kept in "

@@ -2,8 +2,10 @@
 
 The driver's Tune callbacks only *enqueue*: each call becomes a numbered JSON file in
 `<sweep dir>/mlflow_outbox/` (files it refers to are copied beside it, since Tune
-deletes old checkpoints), and a background thread sends the calls in order. When the
-tracking server is down the thread keeps retrying the oldest call while training goes
+deletes old checkpoints), and a sender process (`python -m sweeps.outbox`, started by the
+driver) sends the calls in order. A process, not a thread: MLflow's work per call (SQL, image
+encoding, uploads) then never holds the GIL that Tune's event loop needs. When the
+tracking server is down the sender keeps retrying the oldest call while training goes
 on; whatever is still queued at the end stays on disk and is sent by `--resume` or
 `--sync`. Runs are named by a key (the Ray trial id, or "parent") and resolved to
 MLflow run ids as they are created, so a run can be created while the server is down.
@@ -19,12 +21,16 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -34,6 +40,10 @@ from sweeps.tracking import PARENT_TAG
 OUTBOX_DIR = "mlflow_outbox"
 RUNS_FILE = "runs.json"
 REFUSED_LOG = "refused.log"
+SENDER_LOCK = "sender.lock"  # held by the one sender process of an outbox
+SENDER_STATS = "sender.json"  # what the sender did, written when it stops
+URI_ENV = "VUNET_SWEEPS_OUTBOX_URI"  # the tracking URI, passed to the sender (it may hold a password)
+IDLE_POLL_S = 0.25  # how often an idle sender looks for new calls
 MAX_ATTEMPTS = 5  # for failures that are not the server being unreachable
 # The server answered and refused the call: retrying cannot help, the call is dropped (and counted).
 PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"}
@@ -47,10 +57,11 @@ class Outbox:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = experiment_id
-        self.runs: dict[str, str] = _read_json(self.dir / RUNS_FILE)
+        self._runs: dict[str, str] = _read_json(self.dir / RUNS_FILE)
+        self._runs_mtime = 0
         self.dropped = 0
         self.longest_wait_s = 0.0
-        self.sent, self.send_cpu_s = 0, 0.0  # calls sent and the sender thread's CPU time for them
+        self.sent, self.send_cpu_s = 0, 0.0  # calls sent and the sender's CPU time for them
         # Numbers continue after every entry, including file folders a crash left behind.
         numbers = [int(p.name[:8]) for p in self.dir.iterdir() if p.name[:8].isdigit()]
         self._seq = max(numbers, default=0)
@@ -66,21 +77,22 @@ class Outbox:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stop = False
-        self._thread: threading.Thread | None = None
+        self._parent = 0  # in the sender: the driver's pid (the sender stops when it is gone)
+        self._proc: subprocess.Popen[bytes] | None = None  # in the driver: the sender
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment (the copy is never used: a resumed sweep
         attaches new ones); the sender thread, locks and any password in the URI stay behind."""
         from sweeps.tracking import redact
 
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_thread", "client")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_proc", "client")}
         return {**state, "tracking_uri": redact(self.tracking_uri)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._thread = None
+        self._proc = None
         self.client = MlflowClient(state["tracking_uri"])
 
     # ------------------------------------------------------------------ enqueue (driver thread)
@@ -113,17 +125,33 @@ class Outbox:
         with self._wake:
             self._wake.notify()
 
+    @property
+    def runs(self) -> dict[str, str]:
+        """Run key -> MLflow run id: as the sender process last wrote them while it runs."""
+        if self._proc is not None:
+            self._read_runs()
+        return self._runs
+
+    def _read_runs(self) -> None:
+        try:
+            mtime = (self.dir / RUNS_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._runs_mtime:
+            self._runs, self._runs_mtime = _read_json(self.dir / RUNS_FILE), mtime
+
     def set_run(self, key: str, run_id: str) -> None:
+        """Record a run id (the driver: before it starts the sender; then only the sender)."""
         with self._lock:
-            self.runs[key] = run_id
-            _write_json(self.dir / RUNS_FILE, self.runs)
+            self._runs[key] = run_id
+            _write_json(self.dir / RUNS_FILE, self._runs)
 
     def wait_for_run(self, key: str, timeout_s: float) -> str:
         """The MLflow run id of `key` once its queued creation was sent ("" after `timeout_s`,
         or at once when no sender runs, e.g. while the tracking server is down and nothing moves)."""
         deadline = time.monotonic() + timeout_s
         while key not in self.runs and time.monotonic() < deadline:
-            if self._thread is None or not self._thread.is_alive():
+            if not self.sending():
                 break
             time.sleep(0.05)
         return self.runs.get(key, "")
@@ -131,43 +159,86 @@ class Outbox:
     def pending(self) -> list[Path]:
         return sorted(p for p in self.dir.glob("*.json") if p.stem.isdigit())
 
-    # ------------------------------------------------------------------ sending (background thread)
+    # ------------------------------------------------------------------ the sender process (driver side)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="mlflow-outbox", daemon=True)
-        self._thread.start()
+        """Start the sender process (it inherits the terminal; Ctrl-C is the driver's to handle)."""
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        env = {**os.environ, URI_ENV: self.tracking_uri, "PYTHONPATH": path}
+        cmd = [sys.executable, "-m", "sweeps.outbox", str(self.dir.parent), self.experiment_id, str(os.getpid())]
+        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+
+    def sending(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def flush(self, timeout_s: float) -> int:
         """Wait for the queue to drain, giving up after `timeout_s` without progress; stop the
         sender; returns how many calls are left."""
         deadline = time.monotonic() + timeout_s
         left = len(self.pending())
-        while left and time.monotonic() < deadline and self._thread is not None and self._thread.is_alive():
+        while left and time.monotonic() < deadline and self.sending():
             time.sleep(0.1)
             now_left = len(self.pending())
             if now_left < left:
                 deadline = time.monotonic() + timeout_s
             left = now_left
-        with self._wake:
-            self._stop = True
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+        self._stop_sender()
         return len(self.pending())
 
+    def _stop_sender(self) -> None:
+        """SIGTERM: the sender finishes the call it is sending and exits; then read what it did."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._read_runs()
+        self._proc = None
+        stats = self.dir / SENDER_STATS
+        if stats.is_file():
+            done = json.loads(stats.read_text())
+            self.sent, self.send_cpu_s = self.sent + int(done["sent"]), self.send_cpu_s + float(done["send_cpu_s"])
+            self.dropped += int(done["dropped"])
+            self.longest_wait_s = max(self.longest_wait_s, float(done["longest_wait_s"]))
+            stats.unlink()
+
+    # ------------------------------------------------------------------ sending (in the sender process)
+
+    def request_stop(self) -> None:
+        """Stop after the call being sent (safe in a signal handler: a flag, no lock)."""
+        self._stop = True
+
+    def send_until_stopped(self, driver_pid: int) -> None:
+        """Send calls as they come until stopped or the driver is gone; then leave what was done
+        in SENDER_STATS for the driver."""
+        self._parent = driver_pid
+        self._loop()
+        stats = {"sent": self.sent, "send_cpu_s": self.send_cpu_s, "dropped": self.dropped}
+        tmp = self.dir / f".{SENDER_STATS}.tmp"
+        tmp.write_text(json.dumps({**stats, "longest_wait_s": self.longest_wait_s}))
+        os.replace(tmp, self.dir / SENDER_STATS)
+
     def _loop(self) -> None:
-        self._backoff, self._failing_since = 0.5, None
         while True:
             with self._wake:
-                if self._stop:
+                if self._stop or self._orphaned():
                     return
                 queue = self.pending()  # listed once per batch: calls queued meanwhile come after it
                 if not queue:
-                    self._wake.wait(timeout=1.0)
+                    self._wake.wait(timeout=IDLE_POLL_S)
                     continue
             for path in queue:
-                if self._stop or not self._try(path):
+                if self._stop or self._orphaned() or not self._try(path):
                     break
+
+    def _orphaned(self) -> bool:
+        """The driver is gone (killed): stop; what is queued stays for --resume or --sync."""
+        return bool(self._parent) and os.getppid() != self._parent
 
     def _try(self, path: Path) -> bool:
         """Send one call; False when it must be retried (after a back-off wait)."""
@@ -335,3 +406,25 @@ def _write_json(path: Path, data: Mapping[str, str]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(dict(data)))
     os.replace(tmp, path)
+
+
+def serve(sweep_dir: Path, experiment_id: str, driver_pid: int) -> None:
+    """The sender process of a sweep's outbox. One at a time per outbox (a sender left behind by
+    a killed driver finishes its call and exits before a new one starts); it stops on SIGTERM
+    (after the call it is sending: the driver's `flush`) or once the driver is gone."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal: the driver decides
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    folder = sweep_dir / OUTBOX_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / SENDER_LOCK)):
+        box = Outbox(sweep_dir, os.environ[URI_ENV], experiment_id)
+        if stopping.is_set():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: box.request_stop())
+        box.send_until_stopped(driver_pid)
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
