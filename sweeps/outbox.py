@@ -162,15 +162,20 @@ class Outbox:
     # ------------------------------------------------------------------ the sender process (driver side)
 
     def start(self) -> None:
-        """Start the sender process (it inherits the terminal; Ctrl-C is the driver's to handle)."""
+        """Start the sender process. In a process group of its own: Ctrl-C at the terminal goes to
+        the driver's group (the driver handles it, then flushes); the sender writes to the terminal."""
         root = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, URI_ENV: self.tracking_uri, "PYTHONPATH": path}
         cmd = [sys.executable, "-m", "sweeps.outbox", str(self.dir.parent), self.experiment_id, str(os.getpid())]
-        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, process_group=0)
 
     def sending(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def sender_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def flush(self, timeout_s: float) -> int:
         """Wait for the queue to drain, giving up after `timeout_s` without progress; stop the
@@ -413,7 +418,7 @@ def serve(sweep_dir: Path, experiment_id: str, driver_pid: int) -> None:
     a killed driver finishes its call and exits before a new one starts); it stops on SIGTERM
     (after the call it is sending: the driver's `flush`) or once the driver is gone."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole terminal: the driver decides
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle (see Outbox.start)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     folder = sweep_dir / OUTBOX_DIR

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,6 +191,63 @@ def test_an_image_call_the_store_took_before_the_driver_stopped_is_logged_once(t
     assert restarted.flush(timeout_s=30) == 0
     names = [a.path for a in client.list_artifacts(restarted.runs["t1"], "images") if a.path.endswith(".png")]
     assert sorted(n.split("+")[2] for n in names) == ["1", "2"]  # each step once
+
+
+def _exited(pid: int, timeout_s: float) -> bool:
+    """The process is gone (or a zombie nobody reaped yet) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_the_sender_is_a_process_out_of_reach_of_ctrl_c_that_stops_on_flush(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = open_store(uri).create_experiment("x")
+    box = Outbox(tmp_path / "sweep", uri, exp)
+    box.start()
+    pid = box.sender_pid
+    assert pid is not None and pid != os.getpid()
+    # Ctrl-C at a terminal signals its foreground process group: the driver's, not the sender's.
+    assert os.getpgid(pid) != os.getpgid(0)
+    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    assert box.wait_for_run("t1", 60.0)
+    os.kill(pid, signal.SIGINT)  # sent to it alone: ignored as well
+    box.put("log_batch", "t1", metrics=[["val/transfer/l1", 0.5, 0, 1]])
+    assert box.flush(timeout_s=30) == 0 and box.sent == 2
+    assert _exited(pid, 5) and box.sender_pid is None
+
+
+def test_the_sender_of_a_killed_driver_stops_and_leaves_the_queue_on_disk(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = open_store(uri).create_experiment("x")
+    driver = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from sweeps.outbox import Outbox\n"
+        f"box = Outbox(Path({str(tmp_path / 'sweep')!r}), {uri!r}, {exp!r})\n"
+        "box.start()\n"
+        "print(box.sender_pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True, cwd=root)
+    assert proc.stdout is not None
+    sender = int(proc.stdout.readline())
+    time.sleep(3)  # the sender runs
+    proc.kill()  # kill -9 of the driver
+    proc.wait()
+    assert _exited(sender, 10)  # no sender left behind to race the next driver's
+    box = Outbox(tmp_path / "sweep", uri, exp)  # e.g. --resume: the queue is still there to send
+    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    box.start()
+    assert box.flush(timeout_s=60) == 0 and box.runs["t1"]
 
 
 def test_outbox_hands_out_a_queued_runs_id_once_it_is_created(tmp_path: Path) -> None:
