@@ -82,7 +82,7 @@ class Outbox:
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its callbacks with the experiment (the copy is never used: a resumed sweep
-        attaches new ones); the sender thread, locks and any password in the URI stay behind."""
+        attaches new ones); the sender process handle, locks and any password in the URI stay behind."""
         from sweeps.tracking import redact
 
         state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_proc", "client")}
