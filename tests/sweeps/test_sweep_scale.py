@@ -89,6 +89,12 @@ def test_every_trial_has_one_run_with_every_epoch_once_and_the_report_agrees(sca
         assert sum(p.endswith(".png") and "+step+" in p for p in images) == epochs, kid.info.run_name
     # the driver took every epoch folder and sent every queued call
     assert not list((sweep_dir / "tune").glob("*/epochs/epoch_*"))
+    # Tune's per-trial logs: result.json only (MLflow holds the metrics; no CSV or TensorBoard writers)
+    trial_dirs = [d for d in (sweep_dir / "tune").iterdir() if d.is_dir() and d.name.startswith("trial_")]
+    assert len(trial_dirs) == len(rows) and all((d / "result.json").is_file() for d in trial_dirs)
+    assert not list((sweep_dir / "tune").glob("*/progress.csv")) and not list(
+        (sweep_dir / "tune").glob("*/events.out*")
+    )
     outbox = sweep_dir / "mlflow_outbox"
     assert not [p for p in outbox.glob("*.json") if p.stem.isdigit()] and not (outbox / "refused.log").exists()
 

@@ -72,3 +72,9 @@ def test_dir_size_counts_files_and_ignores_ones_that_vanish_while_it_walks(
 
     monkeypatch.setattr(os, "lstat", lstat)
     assert dir_size(tmp_path) == 100
+
+
+def test_tunes_experiment_state_is_saved_every_second_up_to_100_trials_then_in_proportion() -> None:
+    from sweeps.driver import state_period_s
+
+    assert [state_period_s(n) for n in (1, 12, 100, 250, 1000, 2000)] == [1.0, 1.0, 1.0, 2.5, 10.0, 10.0]
