@@ -79,9 +79,9 @@ def preflight(spec: SweepSpec, cwd: Path, uri: str, storage: Storage | None = No
 
 def state_period_s(trials: int) -> float:
     """Seconds between saves of Tune's experiment state (what --resume restores after kill -9):
-    1 s up to 100 trials, trials / 100 s beyond (at most 10 s). A save lists every trial (~0.1 ms
-    each): a fixed 1 s period would cost a quarter of a core at 2000 trials; this keeps it near
-    1 %. Between saves Tune also saves as soon as a trial has written 2 checkpoints (`num_to_keep`)
+    1 s up to 100 trials, trials / 100 s beyond (at most 10 s). A save lists every trial: with a
+    fixed 1 s period it took 13 % of the driver's core at 1100 trials (~0.1 ms per trial); this
+    keeps it near 1 %. Between saves Tune also saves as soon as a trial has written 2 checkpoints (`num_to_keep`)
     since the last one, so the saved state names a checkpoint the trial still keeps (but for the
     moment between that second checkpoint, which deletes the oldest, and the save that follows)."""
     return min(10.0, max(1.0, trials / 100))

@@ -74,8 +74,7 @@ class Outbox:
         self._sending_again = False
         self._backoff = 0.5  # the sender's wait before it retries, and since when calls fail
         self._failing_since: float | None = None
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._lock = threading.Lock()  # put() may be called from more than one driver thread
         self._stop = False
         self._parent = 0  # in the sender: the driver's pid (the sender stops when it is gone)
         self._proc: subprocess.Popen[bytes] | None = None  # in the driver: the sender
@@ -85,13 +84,12 @@ class Outbox:
         attaches new ones); the sender process handle, locks and any password in the URI stay behind."""
         from sweeps.tracking import redact
 
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_wake", "_proc", "client")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_proc", "client")}
         return {**state, "tracking_uri": redact(self.tracking_uri)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
         self._proc = None
         self.client = MlflowClient(state["tracking_uri"])
 
@@ -122,8 +120,6 @@ class Outbox:
         tmp = self.dir / f".{seq:08d}.tmp"
         tmp.write_text(json.dumps({"op": op, "key": key, "files": copied, "args": args}))
         os.replace(tmp, self.dir / f"{seq:08d}.json")
-        with self._wake:
-            self._wake.notify()
 
     @property
     def runs(self) -> dict[str, str]:
@@ -229,14 +225,10 @@ class Outbox:
         os.replace(tmp, self.dir / SENDER_STATS)
 
     def _loop(self) -> None:
-        while True:
-            with self._wake:
-                if self._stop or self._orphaned():
-                    return
-                queue = self.pending()  # listed once per batch: calls queued meanwhile come after it
-                if not queue:
-                    self._wake.wait(timeout=IDLE_POLL_S)
-                    continue
+        while not (self._stop or self._orphaned()):
+            queue = self.pending()  # listed once per batch: calls queued meanwhile come after it
+            if not queue:
+                time.sleep(IDLE_POLL_S)
             for path in queue:
                 if self._stop or self._orphaned() or not self._try(path):
                     break
@@ -261,9 +253,8 @@ class Outbox:
                     return True
             self._failing_since = self._failing_since or time.monotonic()
             log.debug("MLflow call %s failed (%s); retrying", path.name, exc)
-            with self._wake:
-                if not self._stop:
-                    self._wake.wait(timeout=self._backoff)
+            if not self._stop:
+                time.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, 5.0)
             return False
         finally:
@@ -419,14 +410,11 @@ def serve(sweep_dir: Path, experiment_id: str, driver_pid: int) -> None:
     (after the call it is sending: the driver's `flush`) or once the driver is gone."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle (see Outbox.start)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     folder = sweep_dir / OUTBOX_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    # Until the loop runs, SIGTERM ends the process at once: nothing is being sent yet.
     with FileLock(str(folder / SENDER_LOCK)):
         box = Outbox(sweep_dir, os.environ[URI_ENV], experiment_id)
-        if stopping.is_set():
-            return
         signal.signal(signal.SIGTERM, lambda *_: box.request_stop())
         box.send_until_stopped(driver_pid)
 

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
 from sweeps.outbox import Outbox
 from sweeps.spec import SpecError
@@ -109,17 +111,31 @@ def test_two_processes_create_the_local_store_at_once(tmp_path: Path) -> None:
     assert [queue.get(timeout=5) for _ in procs] == [1, 1]  # the Default experiment, once
 
 
-def test_outbox_keeps_calls_on_disk_while_the_server_is_down_and_sends_them_later(tmp_path: Path) -> None:
+def _store(tmp_path: Path, **experiment: Any) -> tuple[str, MlflowClient, str]:
+    """A local MLflow store with one experiment: (tracking URI, client, experiment id)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = open_store(uri)
-    exp = client.create_experiment("x")
-    image = tmp_path / "grid.png"
+    return uri, client, client.create_experiment("x", **experiment)
+
+
+def _create_t1(box: Outbox) -> None:
+    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+
+
+def _grid(tmp_path: Path) -> Path:
     from PIL import Image
 
+    image = tmp_path / "grid.png"
     Image.new("RGB", (8, 8), (200, 10, 10)).save(image)
+    return image
+
+
+def test_outbox_keeps_calls_on_disk_while_the_server_is_down_and_sends_them_later(tmp_path: Path) -> None:
+    uri, client, exp = _store(tmp_path)
+    image = _grid(tmp_path)
     down = Outbox(tmp_path / "sweep", "http://127.0.0.1:9", exp)
     down.start()
-    down.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(down)
     for step in (1, 2):
         down.put("log_batch", "t1", metrics=[["val/transfer/l1", 0.5 / step, 0, step]])
     down.put("log_image", "t1", files={"image": image}, image_key="samples", step=2)
@@ -136,17 +152,15 @@ def test_outbox_keeps_calls_on_disk_while_the_server_is_down_and_sends_them_late
     # Replaying a create for a trial that has a run reuses it.
     again = Outbox(tmp_path / "sweep2", uri, exp)
     again.start()
-    again.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(again)
     assert again.flush(timeout_s=30) == 0 and again.runs["t1"] == run.info.run_id
     assert len(client.search_runs([exp])) == 1
 
 
 def test_outbox_moves_a_folder_into_a_local_artifact_store_and_a_resend_is_harmless(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = open_store(uri)
-    exp = client.create_experiment("x", artifact_location=(tmp_path / "artifacts").as_uri())
+    uri, client, exp = _store(tmp_path, artifact_location=(tmp_path / "artifacts").as_uri())
     box = Outbox(tmp_path / "sweep", uri, exp)
-    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(box)
     box.send(box.pending()[0])
     for epoch in (1, 2):
         folder = tmp_path / f"eval{epoch}"
@@ -171,15 +185,10 @@ def test_outbox_moves_a_folder_into_a_local_artifact_store_and_a_resend_is_harml
 
 
 def test_an_image_call_the_store_took_before_the_driver_stopped_is_logged_once(tmp_path: Path) -> None:
-    from PIL import Image
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = open_store(uri)
-    exp = client.create_experiment("x")
-    image = tmp_path / "grid.png"
-    Image.new("RGB", (8, 8), (200, 10, 10)).save(image)
+    uri, client, exp = _store(tmp_path)
+    image = _grid(tmp_path)
     box = Outbox(tmp_path / "sweep", uri, exp)
-    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(box)
     box.send(box.pending()[0])
     for step in (1, 2):
         box.put("log_image", "t1", files={"image": image}, image_key="samples", step=step)
@@ -208,15 +217,14 @@ def _exited(pid: int, timeout_s: float) -> bool:
 
 
 def test_the_sender_is_a_process_out_of_reach_of_ctrl_c_that_stops_on_flush(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = open_store(uri).create_experiment("x")
+    uri, _, exp = _store(tmp_path)
     box = Outbox(tmp_path / "sweep", uri, exp)
     box.start()
     pid = box.sender_pid
     assert pid is not None and pid != os.getpid()
     # Ctrl-C at a terminal signals its foreground process group: the driver's, not the sender's.
     assert os.getpgid(pid) != os.getpgid(0)
-    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(box)
     assert box.wait_for_run("t1", 60.0)
     os.kill(pid, signal.SIGINT)  # sent to it alone: ignored as well
     box.put("log_batch", "t1", metrics=[["val/transfer/l1", 0.5, 0, 1]])
@@ -225,8 +233,7 @@ def test_the_sender_is_a_process_out_of_reach_of_ctrl_c_that_stops_on_flush(tmp_
 
 
 def test_the_sender_of_a_killed_driver_stops_and_leaves_the_queue_on_disk(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = open_store(uri).create_experiment("x")
+    uri, _, exp = _store(tmp_path)
     driver = (
         "import sys, time\n"
         "from pathlib import Path\n"
@@ -245,16 +252,15 @@ def test_the_sender_of_a_killed_driver_stops_and_leaves_the_queue_on_disk(tmp_pa
     proc.wait()
     assert _exited(sender, 10)  # no sender left behind to race the next driver's
     box = Outbox(tmp_path / "sweep", uri, exp)  # e.g. --resume: the queue is still there to send
-    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(box)
     box.start()
     assert box.flush(timeout_s=60) == 0 and box.runs["t1"]
 
 
 def test_outbox_hands_out_a_queued_runs_id_once_it_is_created(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    exp = open_store(uri).create_experiment("x")
+    uri, _, exp = _store(tmp_path)
     box = Outbox(tmp_path / "sweep", uri, exp)
-    box.put("create_run", "t1", tags={"ray_trial_id": "t1"}, run_name="trial 1", match_tag="ray_trial_id")
+    _create_t1(box)
     assert box.wait_for_run("t1", 5.0) == ""  # no sender yet: nothing can arrive, no waiting
     box.start()
     run_id = box.wait_for_run("t1", 60.0)  # what best_trial.json records, instead of ""
